@@ -1,0 +1,7 @@
+"""Registry keys shared by the model, the module and the training plans."""
+
+from scvi import REGISTRY_KEYS
+
+X_KEY = REGISTRY_KEYS.X_KEY
+CAT_COVS_KEY = REGISTRY_KEYS.CAT_COVS_KEY
+SIZE_FACTOR_OBS_KEY = "size_factor"

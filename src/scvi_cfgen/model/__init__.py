@@ -1,0 +1,5 @@
+"""User-facing models."""
+
+from ._cfgen import CFGenModel
+
+__all__ = ["CFGenModel"]

@@ -1,0 +1,288 @@
+"""The CFGen module: count autoencoder + latent flow, with scvi-tools' module interface."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from scvi.distributions import NegativeBinomial
+from scvi.module.base import BaseModuleClass, LossOutput, auto_move_data
+
+from scvi_cfgen._constants import CAT_COVS_KEY, X_KEY
+
+from ._data_statistics import DataStatistics
+from ._guidance import ConditioningScheme, drop_conditions, guided_velocity
+from ._networks import CountDecoder, CountEncoder
+from ._paths import LinearGaussianPath, ot_pair_noise
+from ._solvers import SolverBackend, SolverMethod, integrate
+from ._velocity import ResNetVelocityField
+
+Coupling = Literal["independent", "ot"]
+TrainingStage = Literal["autoencoder", "flow"]
+
+
+class CFGenModule(BaseModuleClass):
+    """Count autoencoder with a negative binomial likelihood and a conditional latent flow.
+
+    The scvi-tools interface (``inference`` / ``generative`` / ``loss``) is the autoencoder, so
+    scvi-tools' :class:`~scvi.train.TrainingPlan` trains it and scvi's RNA mixins
+    (``get_normalized_expression``, ``posterior_predictive_sample``) work on it. The flow stage is
+    trained through :meth:`flow_loss` (see :class:`~scvi_cfgen.train.FlowTrainingPlan`).
+
+    Parameters
+    ----------
+    n_input
+        Number of genes.
+    n_categories_per_attribute
+        Number of categories of each conditioning attribute.
+    n_latent
+        Latent dimension.
+    n_hidden
+        Encoder hidden sizes (the decoder mirrors them).
+    dispersion_attribute_index
+        Index of the attribute whose categories get their own inverse dispersion per gene;
+        ``None`` for one inverse dispersion per gene.
+    size_factor_attribute_index
+        Index of the attribute whose categories get their own log-normal size-factor law;
+        ``None`` for one global law.
+    condition_on_size_factor
+        Whether the flow is also conditioned on the scaled log size factor.
+    flow_hidden_dim, flow_n_blocks, flow_condition_dim
+        Velocity network width, depth and conditioning embedding size.
+    p_uncond
+        Per-cell probability of training on the unconditional (null) condition.
+    conditioning_scheme
+        ``"single"`` (one attribute per cell, the paper's scheme) or ``"single_and_joint"``.
+    sigma_min
+        Width of the linear Gaussian path at ``t = 1``.
+    coupling
+        ``"independent"`` noise-data pairs or minibatch exact ``"ot"`` pairs.
+    """
+
+    def __init__(
+        self,
+        n_input: int,
+        n_categories_per_attribute: Sequence[int],
+        n_latent: int = 50,
+        n_hidden: Sequence[int] = (512, 256),
+        dispersion_attribute_index: int | None = None,
+        size_factor_attribute_index: int | None = None,
+        condition_on_size_factor: bool = False,
+        flow_hidden_dim: int = 512,
+        flow_n_blocks: int = 3,
+        flow_condition_dim: int = 128,
+        p_uncond: float = 0.2,
+        conditioning_scheme: ConditioningScheme = "single",
+        sigma_min: float = 1e-4,
+        coupling: Coupling = "independent",
+    ):
+        super().__init__()
+        self.n_input = n_input
+        self.n_latent = n_latent
+        self.n_categories_per_attribute = [int(n) for n in n_categories_per_attribute]
+        self.dispersion_attribute_index = dispersion_attribute_index
+        self.size_factor_attribute_index = size_factor_attribute_index
+        self.condition_on_size_factor = condition_on_size_factor
+        self.p_uncond = p_uncond
+        self.conditioning_scheme = conditioning_scheme
+        self.coupling = coupling
+        self.path = LinearGaussianPath(sigma_min)
+
+        self.encoder = CountEncoder(n_input, n_latent, n_hidden)
+        self.decoder = CountDecoder(n_latent, n_input, n_hidden)
+        n_dispersion = (
+            1
+            if dispersion_attribute_index is None
+            else self.n_categories_per_attribute[dispersion_attribute_index]
+        )
+        self.log_theta = torch.nn.Parameter(torch.zeros(n_dispersion, n_input))
+        n_size = (
+            1
+            if size_factor_attribute_index is None
+            else self.n_categories_per_attribute[size_factor_attribute_index]
+        )
+        self.statistics = DataStatistics(len(self.n_categories_per_attribute), n_size, n_latent)
+        self.velocity_field = ResNetVelocityField(
+            n_latent,
+            self.n_categories_per_attribute,
+            hidden_dim=flow_hidden_dim,
+            n_blocks=flow_n_blocks,
+            condition_dim=flow_condition_dim,
+            condition_on_size_factor=condition_on_size_factor,
+        )
+        self.register_buffer(
+            "null_codes", torch.tensor(self.n_categories_per_attribute, dtype=torch.long), False
+        )
+        self._stage: TrainingStage = "autoencoder"
+
+    # ------------------------------------------------------------------ training stages
+    def _autoencoder_modules(self) -> list[torch.nn.Module]:
+        return [self.encoder, self.decoder]
+
+    def set_training_stage(self, stage: TrainingStage) -> None:
+        """Choose which half trains: the autoencoder, or the flow on a frozen autoencoder.
+
+        In the flow stage the autoencoder's parameters are frozen *and* its BatchNorm layers stay
+        in eval mode whatever ``train()`` is called with, so latents never drift.
+        """
+        if stage not in ("autoencoder", "flow"):
+            raise ValueError(f"Unknown training stage {stage!r}.")
+        self._stage = stage
+        for module in self._autoencoder_modules():
+            module.requires_grad_(stage == "autoencoder")
+        self.log_theta.requires_grad_(stage == "autoencoder")
+        self.velocity_field.requires_grad_(stage == "flow")
+        self.train(self.training)
+
+    def train(self, mode: bool = True):
+        """Set training mode; the autoencoder stays in eval mode during the flow stage."""
+        super().train(mode)
+        if getattr(self, "_stage", "autoencoder") == "flow":
+            for module in self._autoencoder_modules():
+                module.eval()
+        return self
+
+    # ------------------------------------------------------------------ autoencoder
+    def _get_inference_input(self, tensors, **kwargs):
+        return {"x": tensors[X_KEY]}
+
+    @auto_move_data
+    def inference(self, x: torch.Tensor, n_samples: int = 1) -> dict[str, torch.Tensor]:
+        """Encode counts to the deterministic latent; also return the observed library size."""
+        z = self.encoder(x)
+        library = x.sum(dim=1, keepdim=True)
+        if n_samples > 1:
+            z = z.unsqueeze(0).expand(n_samples, -1, -1)
+            library = library.unsqueeze(0).expand(n_samples, -1, -1)
+        return {"z": z, "library": library}
+
+    def _get_generative_input(self, tensors, inference_outputs, **kwargs):
+        return {
+            "z": inference_outputs["z"],
+            "library": inference_outputs["library"],
+            "cat_covs": tensors.get(CAT_COVS_KEY),
+        }
+
+    def dispersion_codes(self, cat_covs: torch.Tensor | None) -> torch.Tensor | None:
+        """Codes of the dispersion attribute, or ``None`` for per-gene dispersion."""
+        if self.dispersion_attribute_index is None or cat_covs is None:
+            return None
+        return cat_covs[..., self.dispersion_attribute_index].long()
+
+    @auto_move_data
+    def generative(
+        self,
+        z: torch.Tensor,
+        library: torch.Tensor,
+        cat_covs: torch.Tensor | None = None,
+        transform_batch: None = None,
+    ) -> dict[str, NegativeBinomial]:
+        """NB(mu = library * softmax(decoder(z)), theta) over genes."""
+        scale = F.softmax(self.decoder(z), dim=-1)
+        codes = self.dispersion_codes(cat_covs)
+        if codes is None:
+            theta = self.log_theta[0].exp()
+        else:
+            theta = self.log_theta[codes.reshape(-1)].exp().reshape(*scale.shape)
+        return {"px": NegativeBinomial(mu=library * scale, theta=theta, scale=scale)}
+
+    def loss(self, tensors, inference_outputs, generative_outputs) -> LossOutput:
+        """NB negative log-likelihood summed over genes, averaged over cells."""
+        x = tensors[X_KEY]
+        nll = -generative_outputs["px"].log_prob(x).sum(dim=-1)
+        return LossOutput(loss=nll.mean(), reconstruction_loss=nll)
+
+    @torch.inference_mode()
+    def sample(
+        self, tensors, n_samples: int = 1, generative_kwargs: dict | None = None
+    ) -> torch.Tensor:
+        """Counts drawn from the reconstruction of observed cells (scVI's posterior predictive).
+
+        Returns shape ``(batch, genes)`` for one sample, else ``(batch, genes, n_samples)``.
+        """
+        _, generative_outputs = self.forward(
+            tensors,
+            inference_kwargs={"n_samples": n_samples},
+            generative_kwargs=generative_kwargs,
+            compute_loss=False,
+        )
+        counts = generative_outputs["px"].sample()
+        if n_samples > 1:
+            counts = counts.permute(1, 2, 0)
+        return counts.cpu()
+
+    # ------------------------------------------------------------------ latent flow
+    @torch.no_grad()
+    def encode_standardized(self, x: torch.Tensor) -> torch.Tensor:
+        """Encoder latents standardised with the training latents' mean and std."""
+        stats = self.statistics
+        return (self.encoder(x) - stats.latent_mean) / stats.latent_std
+
+    def flow_loss(self, tensors) -> LossOutput:
+        """Conditional flow matching loss on frozen, standardised latents."""
+        x = tensors[X_KEY]
+        z1 = self.encode_standardized(x)
+        z0 = torch.randn_like(z1)
+        if self.coupling == "ot":
+            z0 = ot_pair_noise(z0, z1)
+        t = torch.rand(z1.shape[0], device=z1.device)
+        zt, target = self.path.sample(z0, z1, t)
+        codes = tensors[CAT_COVS_KEY].long() if CAT_COVS_KEY in tensors else None
+        if codes is None:
+            codes = torch.zeros(z1.shape[0], 0, dtype=torch.long, device=z1.device)
+        codes = drop_conditions(codes, self.null_codes, self.p_uncond, self.conditioning_scheme)
+        size = None
+        if self.condition_on_size_factor:
+            size = self.statistics.scale_log_library(torch.log(x.sum(dim=1)))
+        velocity = self.velocity_field(zt, t, codes, size)
+        per_cell = (velocity - target).pow(2).mean(dim=-1)
+        return LossOutput(loss=per_cell.mean(), reconstruction_loss=per_cell)
+
+    def guided_field(
+        self,
+        codes: torch.Tensor,
+        weights: torch.Tensor,
+        scaled_log_size_factor: torch.Tensor | None = None,
+    ):
+        """The guided velocity ``v(t, z)`` for fixed per-cell codes and weights (for solvers)."""
+
+        def field(t: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+            return guided_velocity(
+                self.velocity_field, z, t, codes, weights, self.null_codes, scaled_log_size_factor
+            )
+
+        return field
+
+    @torch.inference_mode()
+    def sample_latent(
+        self,
+        noise: torch.Tensor,
+        codes: torch.Tensor,
+        weights: torch.Tensor,
+        scaled_log_size_factor: torch.Tensor | None = None,
+        method: SolverMethod = "dopri5",
+        n_steps: int = 100,
+        rtol: float = 1e-5,
+        atol: float = 1e-5,
+        backend: SolverBackend = "torchdiffeq",
+    ) -> torch.Tensor:
+        """Integrate the guided field from noise (t=0) to latents (t=1), in encoder units."""
+        field = self.guided_field(codes, weights, scaled_log_size_factor)
+        z = integrate(field, noise, 0.0, 1.0, method, n_steps, rtol, atol, backend)
+        return z * self.statistics.latent_std + self.statistics.latent_mean
+
+    @torch.inference_mode()
+    def sample_counts(
+        self, z: torch.Tensor, library: torch.Tensor, dispersion_codes: torch.Tensor | None
+    ) -> torch.Tensor:
+        """Draw NB counts for latents ``z`` and library sizes ``library`` (batch,)."""
+        cat_covs = None
+        if dispersion_codes is not None:
+            cat_covs = torch.zeros(
+                z.shape[0], len(self.n_categories_per_attribute), device=z.device
+            )
+            cat_covs[:, self.dispersion_attribute_index] = dispersion_codes
+        px = self.generative(z, library[:, None], cat_covs)["px"]
+        return px.sample()

@@ -1,0 +1,129 @@
+"""Statistics learned from the training cells, kept in buffers so ``save``/``load`` restore them."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class ResizableBufferMixin:
+    """Adopt the saved shape of the buffers listed in ``_resizable_buffers`` on load.
+
+    Their size depends on the training data (e.g. the number of attribute combinations seen), so
+    the module rebuilt by ``load`` cannot know it before the state dict arrives.
+    """
+
+    _resizable_buffers: tuple[str, ...] = ()
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        for name in self._resizable_buffers:
+            key = prefix + name
+            if key in state_dict:
+                setattr(self, name, torch.empty_like(state_dict[key]))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+
+class DataStatistics(ResizableBufferMixin, nn.Module):
+    """Attribute frequencies and per-category log-normal size-factor parameters.
+
+    Parameters
+    ----------
+    n_attributes
+        Number of categorical attributes.
+    n_size_factor_categories
+        Number of categories of the size-factor attribute (1 for a global log-normal).
+    n_latent
+        Latent dimension (for the latent standardisation statistics).
+    """
+
+    _resizable_buffers = ("combinations", "combination_counts")
+
+    def __init__(self, n_attributes: int, n_size_factor_categories: int, n_latent: int):
+        super().__init__()
+        self.register_buffer("combinations", torch.zeros(1, n_attributes, dtype=torch.long))
+        self.register_buffer("combination_counts", torch.ones(1))
+        self.register_buffer("log_library_mean", torch.zeros(n_size_factor_categories))
+        self.register_buffer("log_library_std", torch.ones(n_size_factor_categories))
+        self.register_buffer("log_library_min", torch.zeros(()))
+        self.register_buffer("log_library_max", torch.ones(()))
+        self.register_buffer("latent_mean", torch.zeros(n_latent))
+        self.register_buffer("latent_std", torch.ones(n_latent))
+
+    @torch.no_grad()
+    def fit_attributes_and_sizes(
+        self,
+        codes: torch.Tensor,
+        log_library: torch.Tensor,
+        size_factor_codes: torch.Tensor | None,
+    ) -> None:
+        """Record attribute-combination counts and size-factor parameters of training cells."""
+        combinations, counts = torch.unique(codes.long(), dim=0, return_counts=True)
+        self.combinations = combinations.to(self.combinations.device)
+        self.combination_counts = counts.float().to(self.combination_counts.device)
+        log_library = log_library.double()
+        groups = (
+            torch.zeros_like(log_library, dtype=torch.long)
+            if size_factor_codes is None
+            else size_factor_codes.long()
+        )
+        global_std = log_library.std() if log_library.numel() > 1 else log_library.new_tensor(0.0)
+        for category in range(self.log_library_mean.numel()):
+            values = log_library[groups == category]
+            if values.numel() == 0:  # category absent from training cells: use the global law
+                values = log_library
+            self.log_library_mean[category] = values.mean().float()
+            std = values.std() if values.numel() > 1 else global_std
+            self.log_library_std[category] = std.float()
+        self.log_library_min.fill_(float(log_library.min()))
+        self.log_library_max.fill_(float(log_library.max()))
+
+    @torch.no_grad()
+    def fit_latent(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Record per-dimension mean and standard deviation of the training latents."""
+        self.latent_mean.copy_(mean)
+        self.latent_std.copy_(std.clamp_min(1e-6))
+
+    def scale_log_library(self, log_library: torch.Tensor) -> torch.Tensor:
+        """Min-max scale log library sizes to ``[0, 1]`` with the training range."""
+        span = (self.log_library_max - self.log_library_min).clamp_min(1e-6)
+        return (log_library - self.log_library_min) / span
+
+    def sample_missing_attributes(self, codes: torch.Tensor) -> torch.Tensor:
+        """Fill codes marked ``-1`` by sampling training combinations that match the given ones.
+
+        Where no training cell has the given combination (an unseen intersection), the missing
+        attributes are drawn from all training combinations, i.e. at their overall frequencies.
+        Uses the global torch random generator.
+        """
+        codes = codes.clone()
+        missing = codes < 0
+        if not bool(missing.any()):
+            return codes
+        patterns, inverse = torch.unique(
+            torch.where(missing, -1, codes), dim=0, return_inverse=True
+        )
+        for index, pattern in enumerate(patterns):
+            given = pattern >= 0
+            match = (self.combinations[:, given] == pattern[given]).all(dim=1)
+            weights = self.combination_counts * match
+            if float(weights.sum()) == 0:
+                weights = self.combination_counts
+            rows = torch.nonzero(inverse == index).flatten()
+            draws = torch.multinomial(weights, rows.numel(), replacement=True)
+            codes[rows] = torch.where(missing[rows], self.combinations[draws], codes[rows])
+        return codes
+
+    def sample_combinations(self, n: int) -> torch.Tensor:
+        """Draw ``n`` attribute combinations at their training frequencies."""
+        draws = torch.multinomial(self.combination_counts, n, replacement=True)
+        return self.combinations[draws]
+
+    def sample_log_library(self, size_factor_codes: torch.Tensor | None, n: int) -> torch.Tensor:
+        """Draw log library sizes from the (per-category) log-normal law."""
+        groups = (
+            torch.zeros(n, dtype=torch.long, device=self.log_library_mean.device)
+            if size_factor_codes is None
+            else size_factor_codes.long()
+        )
+        noise = torch.randn(n, device=self.log_library_mean.device)
+        return self.log_library_mean[groups] + self.log_library_std[groups] * noise

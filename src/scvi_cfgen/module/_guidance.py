@@ -1,0 +1,106 @@
+"""Condition dropout for training and compositional classifier-free guidance for sampling."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal
+
+import torch
+
+ConditioningScheme = Literal["single", "single_and_joint"]
+
+
+def drop_conditions(
+    codes: torch.Tensor,
+    null_codes: torch.Tensor,
+    p_uncond: float,
+    scheme: ConditioningScheme = "single",
+) -> torch.Tensor:
+    """Per-cell conditioning used to train one network for all guided fields.
+
+    Each cell independently gets, with probability ``p_uncond``, every attribute set to its null
+    token; otherwise one attribute chosen uniformly at random is kept and the others are nulled
+    (``scheme="single"``, the paper's scheme), or with ``scheme="single_and_joint"`` the choice is
+    among the single attributes and the full joint condition.
+
+    Parameters
+    ----------
+    codes
+        Category codes, ``(batch, n_attributes)``.
+    null_codes
+        Null index of each attribute, ``(n_attributes,)``.
+    p_uncond
+        Probability of the unconditional (all-null) condition.
+    scheme
+        ``"single"`` or ``"single_and_joint"``.
+    """
+    batch, n_attributes = codes.shape
+    if n_attributes == 0:
+        return codes
+    n_choices = n_attributes + (1 if scheme == "single_and_joint" else 0)
+    choice = torch.randint(n_choices, (batch,), device=codes.device)
+    attribute_index = torch.arange(n_attributes, device=codes.device)
+    keep = (choice[:, None] == attribute_index[None, :]) | (choice[:, None] == n_attributes)
+    keep &= torch.rand(batch, device=codes.device)[:, None] >= p_uncond
+    return torch.where(keep, codes, null_codes.expand_as(codes))
+
+
+def guided_velocity(
+    field: Callable[..., torch.Tensor],
+    z: torch.Tensor,
+    t: torch.Tensor,
+    codes: torch.Tensor,
+    weights: torch.Tensor,
+    null_codes: torch.Tensor,
+    scaled_log_size_factor: torch.Tensor | None = None,
+) -> torch.Tensor:
+    r"""Compositional classifier-free guidance (CFGen eq. 10) in one batched network pass.
+
+    .. math::
+        v_w(z, t \mid y) = v(z, t) + \sum_i w_i \, (v(z, t \mid y_i) - v(z, t))
+        = (1 - \textstyle\sum_i w_i) \, v(z, t) + \sum_i w_i \, v(z, t \mid y_i)
+
+    Only the fields with a non-zero coefficient somewhere in the batch are evaluated, stacked
+    along the batch axis: all-zero weights evaluate the unconditional field alone, and a single
+    attribute with weight 1 evaluates its conditional field alone.
+
+    Parameters
+    ----------
+    field
+        ``field(z, t, codes, scaled_log_size_factor)`` returning velocities.
+    z
+        States, ``(batch, n_latent)``.
+    t
+        Time, scalar tensor or ``(batch,)``.
+    codes
+        Category codes, ``(batch, n_attributes)`` (ignored where the weight is 0).
+    weights
+        Guidance weights, ``(batch, n_attributes)``.
+    null_codes
+        Null index of each attribute, ``(n_attributes,)``.
+    scaled_log_size_factor
+        Optional ``(batch,)`` size-factor conditioning, shared by all fields.
+    """
+    batch = z.shape[0]
+    if t.dim() == 0:
+        t = t.expand(batch)
+    null = null_codes.expand(batch, -1)
+    null_coefficient = 1.0 - weights.sum(dim=1)
+    block_codes, block_coefficients = [], []
+    if bool((null_coefficient != 0).any()) or weights.shape[1] == 0:
+        block_codes.append(null)
+        block_coefficients.append(null_coefficient)
+    for k in torch.nonzero((weights != 0).any(dim=0)).flatten().tolist():
+        single = null.clone()
+        single[:, k] = codes[:, k]
+        block_codes.append(single)
+        block_coefficients.append(weights[:, k])
+    n_blocks = len(block_codes)
+    size = None if scaled_log_size_factor is None else scaled_log_size_factor.repeat(n_blocks)
+    velocities = field(
+        z.repeat(n_blocks, 1), t.repeat(n_blocks), torch.cat(block_codes), size
+    ).view(n_blocks, batch, -1)
+    coefficients = torch.stack(block_coefficients).to(velocities.dtype)[:, :, None]
+    if n_blocks == 1 and bool((coefficients == 1).all()):
+        return velocities[0]
+    return (coefficients * velocities).sum(dim=0)

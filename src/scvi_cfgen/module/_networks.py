@@ -1,0 +1,61 @@
+"""Count autoencoder networks: Linear -> BatchNorm1d -> ELU blocks (paper section 4.1)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+
+def mlp_blocks(n_in: int, hidden: Sequence[int]) -> nn.Sequential:
+    """Stack of ``Linear -> BatchNorm1d -> ELU`` blocks with the given hidden sizes."""
+    layers: list[nn.Module] = []
+    for n_out in hidden:
+        layers += [nn.Linear(n_in, n_out), nn.BatchNorm1d(n_out), nn.ELU()]
+        n_in = n_out
+    return nn.Sequential(*layers)
+
+
+class CountEncoder(nn.Module):
+    """Deterministic encoder from ``log1p`` counts to a latent vector.
+
+    Parameters
+    ----------
+    n_input
+        Number of features (genes).
+    n_latent
+        Latent dimension.
+    n_hidden
+        Hidden layer sizes, e.g. ``(512, 256)``.
+    """
+
+    def __init__(self, n_input: int, n_latent: int, n_hidden: Sequence[int]):
+        super().__init__()
+        self.body = mlp_blocks(n_input, n_hidden)
+        self.head = nn.Linear(n_hidden[-1] if n_hidden else n_input, n_latent)
+
+    def forward(self, counts: torch.Tensor) -> torch.Tensor:
+        """Encode raw counts (``log1p`` is applied here)."""
+        return self.head(self.body(torch.log1p(counts)))
+
+
+class CountDecoder(nn.Module):
+    """Decoder from a latent vector to per-feature logits (mirror of the encoder)."""
+
+    def __init__(self, n_latent: int, n_output: int, n_hidden: Sequence[int]):
+        super().__init__()
+        hidden = list(reversed(n_hidden))
+        self.body = mlp_blocks(n_latent, hidden)
+        self.head = nn.Linear(hidden[-1] if hidden else n_latent, n_output)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """Return unnormalised logits over features."""
+        squeeze = z.dim() == 3
+        if squeeze:  # (n_samples, batch, latent): BatchNorm1d wants 2-D input
+            n_samples, batch = z.shape[:2]
+            z = z.reshape(n_samples * batch, -1)
+        logits = self.head(self.body(z))
+        if squeeze:
+            logits = logits.reshape(n_samples, batch, -1)
+        return logits
