@@ -501,7 +501,7 @@ class CFGenModel(BaseModelClass):
         expression = np.concatenate(parts)
         cells = adata.obs_names if indices is None else adata.obs_names[np.asarray(indices)]
         if n_samples_overall is not None:
-            rows = np.random.choice(len(expression), n_samples_overall, replace=True)
+            rows = np.random.default_rng().choice(len(expression), n_samples_overall)
             expression, cells = expression[rows], cells[rows]
             return_numpy = True if return_numpy is None else return_numpy
         elif n_samples > 1 and not return_mean:
@@ -649,13 +649,13 @@ class CFGenModel(BaseModelClass):
                         codes_t[chunk],
                         weights_t[chunk],
                         log_libraries[chunk],
-                        dict(
-                            method=solver,
-                            n_steps=n_steps,
-                            rtol=rtol,
-                            atol=atol,
-                            backend=solver_backend,
-                        ),
+                        {
+                            "method": solver,
+                            "n_steps": n_steps,
+                            "rtol": rtol,
+                            "atol": atol,
+                            "backend": solver_backend,
+                        },
                     )
                 )
         counts = sp.vstack(chunks, format="csr") if chunks else sp.csr_matrix((0, self.n_genes))

@@ -1,4 +1,4 @@
-"""Statistics learned from the training cells, kept in buffers so ``save``/``load`` restore them."""
+"""Statistics learned from the training cells, in buffers that ``save``/``load`` restore."""
 
 from __future__ import annotations
 
