@@ -52,8 +52,8 @@ def resolve_conditions(
     if isinstance(conditions, pd.DataFrame):
         if n_cells is not None and n_cells != len(conditions):
             raise ValueError(
-                f"`n_cells`={n_cells} but `conditions` has {len(conditions)} rows; give one or the "
-                "other (a DataFrame generates one cell per row)."
+                f"`n_cells`={n_cells} but `conditions` has {len(conditions)} rows; give one or "
+                "the other (a DataFrame generates one cell per row)."
             )
         n_cells = _positive(len(conditions))
         columns = {str(column): conditions[column].to_numpy() for column in conditions.columns}
@@ -67,8 +67,8 @@ def resolve_conditions(
         for name, value in conditions.items():
             if not np.isscalar(value) and value is not None:
                 raise ValueError(
-                    f"`conditions[{name!r}]` must be a single category; for per-cell values pass a "
-                    "DataFrame with one row per cell."
+                    f"`conditions[{name!r}]` must be a single category; for per-cell values pass "
+                    "a DataFrame with one row per cell."
                 )
             columns[str(name)] = [value] * n_cells
     else:
