@@ -2,7 +2,7 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
-from . import datasets, module, train
+from . import datasets, metrics, module, pl, train
 from .model import CFGenModel
 
 try:
@@ -10,4 +10,4 @@ try:
 except PackageNotFoundError:  # pragma: no cover - source tree without installation
     __version__ = "0.0.0"
 
-__all__ = ["CFGenModel", "datasets", "module", "train"]
+__all__ = ["CFGenModel", "datasets", "metrics", "module", "pl", "train"]
