@@ -58,8 +58,10 @@ def count_summary(real, generated) -> dict[str, float]:
         "zero_fraction_generated": float(
             1 - (generated.getnnz(axis=1) / generated.shape[1]).mean()
         ),
-        "median_total_counts_real": float(np.median(real.sum(axis=1))),
-        "median_total_counts_generated": float(np.median(generated.sum(axis=1))),
+        "median_total_counts_real": float(np.median(np.asarray(real.sum(axis=1)).ravel())),
+        "median_total_counts_generated": float(
+            np.median(np.asarray(generated.sum(axis=1)).ravel())
+        ),
         "log_mean_pearson": float(np.corrcoef(np.log(mean_r[keep]), np.log(mean_g[keep]))[0, 1]),
         "log_variance_pearson": float(np.corrcoef(np.log(var_r[keep]), np.log(var_g[keep]))[0, 1]),
     }
