@@ -12,7 +12,7 @@ from torch import nn
 class SinusoidalEmbedding(nn.Module):
     """Sinusoidal features of a scalar in ``[0, 1]`` (scaled by ``scale`` before the sines)."""
 
-    def __init__(self, dim: int, scale: float = 1000.0, max_period: float = 10_000.0):
+    def __init__(self, dim: int, scale: float = 20.0, max_period: float = 1000.0):
         super().__init__()
         if dim % 2:
             raise ValueError(f"Sinusoidal embedding dimension must be even, got {dim}.")

@@ -69,7 +69,11 @@ def integrate(
         n_points = 2 if adaptive else n_steps + 1
         t_span = torch.linspace(t_start, t_end, n_points, device=z.device, dtype=z.dtype)
         kwargs = {"atol": atol, "rtol": rtol} if adaptive else {}
-        _, trajectory = torchdyn_odeint(velocity, z, t_span, solver=method, **kwargs)
+
+        def scalar_time_velocity(t: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+            return velocity(t.reshape(()), state)  # torchdyn sometimes passes t of shape (1,)
+
+        _, trajectory = torchdyn_odeint(scalar_time_velocity, z, t_span, solver=method, **kwargs)
         return trajectory[-1]
 
     from torchdiffeq import odeint

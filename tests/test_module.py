@@ -1,0 +1,298 @@
+import numpy as np
+import pytest
+import torch
+from scvi.distributions import NegativeBinomial
+
+from scvi_cfgen.module import (
+    CFGenModule,
+    CountDecoder,
+    CountEncoder,
+    DataStatistics,
+    LinearGaussianPath,
+    ResNetVelocityField,
+    drop_conditions,
+    guided_velocity,
+    integrate,
+    ot_pair_noise,
+)
+
+
+def make_module(**kwargs) -> CFGenModule:
+    defaults = {
+        "n_input": 20,
+        "n_categories_per_attribute": [3, 2],
+        "n_latent": 4,
+        "n_hidden": (16,),
+        "flow_hidden_dim": 16,
+        "flow_condition_dim": 8,
+    }
+    return CFGenModule(**{**defaults, **kwargs})
+
+
+def counts_batch(n=12, genes=20, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.poisson(torch.full((n, genes), 3.0), generator=generator)
+    x[:, 0] += 1
+    codes = torch.stack([torch.arange(n) % 3, torch.arange(n) % 2], dim=1)
+    return {"X": x, "extra_categorical_covs": codes.float()}
+
+
+def test_encoder_decoder_shapes():
+    encoder, decoder = CountEncoder(20, 4, (16, 8)), CountDecoder(4, 20, (16, 8))
+    z = encoder(torch.ones(5, 20))
+    assert z.shape == (5, 4)
+    assert decoder(z).shape == (5, 20)
+    assert decoder(z.unsqueeze(0).expand(3, -1, -1)).shape == (3, 5, 20)
+    assert [m.out_features for m in decoder.body if isinstance(m, torch.nn.Linear)] == [8, 16]
+
+
+def test_encoder_sees_log1p_counts():
+    encoder = CountEncoder(3, 2, (4,)).eval()
+    x = torch.tensor([[0.0, 5.0, 100.0]])
+    manual = encoder.head(encoder.body(torch.log1p(x)))
+    assert torch.allclose(encoder(x), manual)
+
+
+def test_nb_loss_matches_scvi_and_closed_form():
+    module = make_module()
+    tensors = counts_batch()
+    _, generative, loss = module(tensors)
+    px = generative["px"]
+    x = tensors["X"]
+    mu, theta = px.mu, px.theta
+    closed = (
+        torch.lgamma(x + theta)
+        - torch.lgamma(theta)
+        - torch.lgamma(x + 1)
+        + theta * torch.log(theta / (theta + mu))
+        + x * torch.log(mu / (theta + mu))
+    )
+    assert torch.allclose(loss.loss, -closed.sum(-1).mean(), rtol=1e-4)
+    scvi_nb = NegativeBinomial(mu=mu, theta=theta)
+    assert torch.allclose(loss.loss, -scvi_nb.log_prob(x).sum(-1).mean())
+    # the mean is library * softmax(decoder(z)), so it sums to the observed library
+    assert torch.allclose(mu.sum(-1), x.sum(-1), rtol=1e-4)
+
+
+def test_dispersion_per_category_uses_that_category():
+    module = make_module(dispersion_attribute_index=0)
+    with torch.no_grad():
+        module.log_theta.copy_(torch.arange(3.0)[:, None].expand(3, 20))
+    tensors = counts_batch()
+    _, generative, _ = module(tensors)
+    expected = torch.exp(tensors["extra_categorical_covs"][:, 0])[:, None].expand(-1, 20)
+    assert torch.allclose(generative["px"].theta, expected)
+
+
+def test_drop_conditions_rates_and_structure():
+    torch.manual_seed(0)
+    codes = torch.tensor([[1, 0, 2]]).repeat(20000, 1)
+    null = torch.tensor([5, 6, 7])
+    dropped = drop_conditions(codes, null, p_uncond=0.3, scheme="single")
+    kept = dropped != null
+    all_null = (~kept).all(dim=1)
+    assert abs(all_null.float().mean().item() - 0.3) < 0.02
+    # every conditioned cell keeps exactly one attribute, chosen uniformly
+    assert (kept[~all_null].sum(dim=1) == 1).all()
+    per_attribute = kept[~all_null].float().mean(dim=0)
+    assert torch.allclose(per_attribute, torch.full((3,), 1 / 3), atol=0.02)
+    # kept values are the cell's own codes
+    assert (dropped[kept] == codes[kept]).all()
+
+    joint = drop_conditions(codes, null, p_uncond=0.0, scheme="single_and_joint")
+    n_kept = (joint != null).sum(dim=1)
+    assert set(n_kept.unique().tolist()) == {1, 3}
+    assert abs((n_kept == 3).float().mean().item() - 0.25) < 0.02
+    assert (drop_conditions(codes, null, p_uncond=0.0) != null).sum(dim=1).eq(1).all()
+
+
+def velocity_and_inputs(seed=0):
+    torch.manual_seed(seed)
+    field = ResNetVelocityField(4, [3, 2], hidden_dim=16, condition_dim=8)
+    z = torch.randn(6, 4)
+    t = torch.tensor(0.3)
+    codes = torch.tensor([[0, 1], [1, 0], [2, 1], [0, 0], [1, 1], [2, 0]])
+    null = torch.tensor([3, 2])
+    return field, z, t, codes, null
+
+
+def test_guidance_all_zero_weights_is_unconditional_exactly():
+    field, z, t, codes, null = velocity_and_inputs()
+    weights = torch.zeros(6, 2)
+    guided = guided_velocity(field, z, t, codes, weights, null)
+    unconditional = field(z, t.expand(6), null.expand(6, -1))
+    assert torch.equal(guided, unconditional)
+
+
+def test_guidance_weight_one_is_conditional_and_formula_holds():
+    field, z, t, codes, null = velocity_and_inputs()
+    tt = t.expand(6)
+    v_null = field(z, tt, null.expand(6, -1))
+    v_type = field(z, tt, torch.stack([codes[:, 0], null[1].expand(6)], dim=1))
+    v_batch = field(z, tt, torch.stack([null[0].expand(6), codes[:, 1]], dim=1))
+    single = guided_velocity(field, z, t, codes, torch.tensor([[1.0, 0.0]]).expand(6, -1), null)
+    assert torch.allclose(single, v_type, atol=1e-6)
+    weights = torch.tensor([[1.5, 2.0]]).expand(6, -1)
+    guided = guided_velocity(field, z, t, codes, weights, null)
+    expected = v_null + 1.5 * (v_type - v_null) + 2.0 * (v_batch - v_null)
+    assert torch.allclose(guided, expected, atol=1e-5)
+
+
+def test_guidance_evaluates_all_fields_in_one_pass():
+    field, z, t, codes, null = velocity_and_inputs()
+    calls = []
+
+    def counting_field(*args):
+        calls.append(args[0].shape[0])
+        return field(*args)
+
+    guided_velocity(counting_field, z, t, codes, torch.tensor([[1.0, 2.0]]).expand(6, -1), null)
+    assert calls == [18]  # null + two single-attribute fields, stacked
+
+
+def test_linear_gaussian_path_endpoints():
+    path = LinearGaussianPath(sigma_min=1e-4)
+    z0, z1 = torch.randn(5, 3), torch.randn(5, 3)
+    at0, target = path.sample(z0, z1, torch.zeros(5))
+    at1, _ = path.sample(z0, z1, torch.ones(5))
+    assert torch.allclose(at0, z0)
+    assert torch.allclose(at1, z1 + 1e-4 * z0)
+    t = torch.rand(5)
+    zt, _ = path.sample(z0, z1, t)
+    eps = 1e-3
+    zt2, _ = path.sample(z0, z1, t + eps)
+    assert torch.allclose((zt2 - zt) / eps, target, atol=1e-3)
+
+
+def test_ot_pairing_is_a_permutation_with_lower_cost():
+    torch.manual_seed(0)
+    z0, z1 = torch.randn(64, 3), torch.randn(64, 3) + 2
+    paired = ot_pair_noise(z0, z1)
+    assert sorted(map(tuple, paired.tolist())) == sorted(map(tuple, z0.tolist()))
+    assert (paired - z1).pow(2).sum() < (z0 - z1).pow(2).sum()
+
+
+def test_adaptive_and_fixed_step_solvers_agree():
+    matrix = torch.tensor([[-0.5, 1.0], [-1.0, -0.5]])
+    z0 = torch.tensor([[1.0, 0.0], [0.5, -1.0]])
+    exact = z0 @ torch.linalg.matrix_exp(matrix).T
+
+    def linear(t, z):
+        return z @ matrix.T
+
+    adaptive = integrate(linear, z0, method="dopri5", rtol=1e-7, atol=1e-7)
+    assert torch.allclose(adaptive, exact, atol=1e-5)
+    for method, steps, tol in (("euler", 2000, 1e-3), ("midpoint", 200, 1e-4), ("rk4", 50, 1e-5)):
+        assert torch.allclose(integrate(linear, z0, method=method, n_steps=steps), exact, atol=tol)
+    back = integrate(linear, adaptive, t_start=1.0, t_end=0.0, rtol=1e-7, atol=1e-7)
+    assert torch.allclose(back, z0, atol=1e-5)
+
+
+def test_solver_agreement_on_the_velocity_network():
+    field, z, _, codes, null = velocity_and_inputs()
+    weights = torch.ones(6, 2)
+
+    def velocity(t, state):
+        return guided_velocity(field, state, t, codes, weights, null)
+
+    with torch.no_grad():
+        adaptive = integrate(velocity, z, method="dopri5", rtol=1e-6, atol=1e-6)
+        fixed = integrate(velocity, z, method="rk4", n_steps=200)
+    assert torch.allclose(adaptive, fixed, atol=1e-4)
+
+
+def test_torchdyn_backend_agrees_with_torchdiffeq():
+    pytest.importorskip("torchdyn")
+    field, z, _, codes, null = velocity_and_inputs()
+    weights = torch.ones(6, 2)
+
+    def velocity(t, state):
+        return guided_velocity(field, state, t, codes, weights, null)
+
+    with torch.no_grad():
+        reference = integrate(velocity, z, method="dopri5", rtol=1e-6, atol=1e-6)
+        dyn = integrate(velocity, z, method="dopri5", rtol=1e-6, atol=1e-6, backend="torchdyn")
+        dyn_euler = integrate(velocity, z, method="euler", n_steps=1000, backend="torchdyn")
+    assert torch.allclose(dyn, reference, atol=1e-4)
+    assert torch.allclose(dyn_euler, reference, atol=1e-2)
+
+
+def test_solver_rejects_bad_settings():
+    with pytest.raises(ValueError, match="Unknown solver"):
+        integrate(lambda t, z: z, torch.zeros(1, 1), method="heun3")
+    with pytest.raises(ValueError, match="n_steps"):
+        integrate(lambda t, z: z, torch.zeros(1, 1), method="euler", n_steps=0)
+    with pytest.raises(ValueError, match="backend"):
+        integrate(lambda t, z: z, torch.zeros(1, 1), backend="scipy")
+
+
+def test_flow_stage_freezes_autoencoder_in_eval_mode():
+    module = make_module()
+    module.set_training_stage("flow")
+    module.train()
+    assert not module.encoder.training and not module.decoder.training
+    assert module.velocity_field.training
+    assert not any(p.requires_grad for p in module.encoder.parameters())
+    assert all(p.requires_grad for p in module.velocity_field.parameters())
+    running_mean = module.encoder.body[1].running_mean.clone()
+    loss = module.flow_loss(counts_batch())
+    loss.loss.backward()
+    assert torch.equal(module.encoder.body[1].running_mean, running_mean)
+    assert all(p.grad is None for p in module.encoder.parameters())
+    assert any(p.grad is not None for p in module.velocity_field.parameters())
+
+    module.set_training_stage("autoencoder")
+    module.train()
+    assert module.encoder.training
+    assert not any(p.requires_grad for p in module.velocity_field.parameters())
+
+
+def test_null_embedding_is_learned_per_attribute():
+    module = make_module()
+    tables = module.velocity_field.condition.attributes
+    assert [t.num_embeddings for t in tables] == [4, 3]  # categories + one null token each
+    module.set_training_stage("flow")
+    module.flow_loss(counts_batch(n=64)).loss.backward()
+    assert tables[0].weight.grad[3].abs().sum() > 0  # the null token received gradient
+
+
+def test_data_statistics_fit_sample_and_resize_on_load():
+    stats = DataStatistics(n_attributes=2, n_size_factor_categories=2, n_latent=3)
+    codes = torch.tensor([[0, 0]] * 6 + [[1, 1]] * 3 + [[1, 0]])
+    log_library = torch.tensor([5.0] * 6 + [7.0, 7.5, 8.0, 6.0])
+    stats.fit_attributes_and_sizes(codes, log_library, codes[:, 0])
+    assert stats.combinations.tolist() == [[0, 0], [1, 0], [1, 1]]
+    assert stats.combination_counts.tolist() == [6.0, 1.0, 3.0]
+    assert torch.allclose(stats.log_library_mean, torch.tensor([5.0, 7.125]))
+    assert stats.log_library_std[0] == 0
+    torch.manual_seed(0)
+    filled = stats.sample_missing_attributes(torch.tensor([[1, -1]] * 4000 + [[-1, 1]] * 10))
+    assert (filled[:4000, 0] == 1).all()
+    assert abs((filled[:4000, 1] == 1).float().mean().item() - 0.75) < 0.03
+    assert (filled[4000:] == torch.tensor([1, 1])).all()
+    unseen = stats.sample_missing_attributes(torch.tensor([[0, 1], [-1, -1]]))
+    assert unseen[0].tolist() == [0, 1]
+
+    fresh = DataStatistics(n_attributes=2, n_size_factor_categories=2, n_latent=3)
+    fresh.load_state_dict(stats.state_dict())
+    assert torch.equal(fresh.combinations, stats.combinations)
+    assert torch.equal(fresh.combination_counts, stats.combination_counts)
+
+
+def test_sample_log_library_follows_category_laws():
+    stats = DataStatistics(1, 2, 2)
+    stats.log_library_mean.copy_(torch.tensor([3.0, 8.0]))
+    stats.log_library_std.copy_(torch.tensor([0.1, 0.5]))
+    torch.manual_seed(0)
+    draws = stats.sample_log_library(torch.tensor([0] * 5000 + [1] * 5000), 10000)
+    assert abs(draws[:5000].mean().item() - 3.0) < 0.01
+    assert abs(draws[5000:].std().item() - 0.5) < 0.02
+
+
+def test_sample_counts_are_nonnegative_integers():
+    module = make_module().eval()
+    z = torch.randn(7, 4)
+    counts = module.sample_counts(z, torch.full((7,), 500.0), None)
+    assert counts.shape == (7, 20)
+    assert (counts >= 0).all() and torch.equal(counts, counts.round())
+    assert np.isclose(counts.sum(dim=1).float().mean().item(), 500, rtol=0.5)
