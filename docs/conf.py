@@ -44,8 +44,6 @@ exclude_patterns = [
     "Thumbs.db",
     ".DS_Store",
     "**.ipynb_checkpoints",
-    # the notebooks folder mirrors ../tutorials, whose files are not all documentation
-    "notebooks/README.md",
 ]
 source_suffix = {
     ".rst": "restructuredtext",
