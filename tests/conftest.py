@@ -1,38 +1,11 @@
 import anndata as ad
 import numpy as np
-import pandas as pd
 import pytest
-import scipy.sparse as sp
 import scvi
 import torch
+from helpers import TINY, make_marker_counts
 
 import scvi_cfgen
-
-TINY = {"n_latent": 8, "n_hidden": (32,), "flow_hidden_dim": 32, "flow_condition_dim": 16}
-
-
-def make_marker_counts(
-    n_cells: int = 240, n_genes: int = 40, seed: int = 0, n_types: int = 3
-) -> ad.AnnData:
-    """NB counts where each cell type has 5 marker genes with 20x higher expression."""
-    rng = np.random.default_rng(seed)
-    types = np.array([f"type{i}" for i in range(n_types)])[np.arange(n_cells) % n_types]
-    batch = np.where(rng.random(n_cells) < 0.5, "b0", "b1")
-    base = rng.gamma(2.0, 0.5, size=n_genes)
-    means = np.tile(base, (n_cells, 1))
-    for i in range(n_types):
-        means[types == f"type{i}", 5 * i : 5 * i + 5] *= 20
-    library = rng.lognormal(np.log(200), 0.3, size=n_cells)
-    means = means / means.sum(axis=1, keepdims=True) * library[:, None]
-    theta = 5.0
-    counts = rng.poisson(rng.gamma(theta, means / theta))
-    counts[:, -1] += 1  # no empty cells
-    obs = pd.DataFrame(
-        {"cell_type": pd.Categorical(types), "batch": pd.Categorical(batch)},
-        index=[f"cell{i}" for i in range(n_cells)],
-    )
-    var = pd.DataFrame(index=[f"gene{j}" for j in range(n_genes)])
-    return ad.AnnData(sp.csr_matrix(counts.astype(np.float32)), obs=obs, var=var)
 
 
 @pytest.fixture(autouse=True)

@@ -230,7 +230,8 @@ def test_flow_stage_freezes_autoencoder_in_eval_mode():
     module = make_module()
     module.set_training_stage("flow")
     module.train()
-    assert not module.encoder.training and not module.decoder.training
+    assert not module.encoder.training
+    assert not module.decoder.training
     assert module.velocity_field.training
     assert not any(p.requires_grad for p in module.encoder.parameters())
     assert all(p.requires_grad for p in module.velocity_field.parameters())
@@ -294,5 +295,6 @@ def test_sample_counts_are_nonnegative_integers():
     z = torch.randn(7, 4)
     counts = module.sample_counts(z, torch.full((7,), 500.0), None)
     assert counts.shape == (7, 20)
-    assert (counts >= 0).all() and torch.equal(counts, counts.round())
+    assert (counts >= 0).all()
+    assert torch.equal(counts, counts.round())
     assert np.isclose(counts.sum(dim=1).float().mean().item(), 500, rtol=0.5)

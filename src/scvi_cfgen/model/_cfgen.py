@@ -380,9 +380,12 @@ class CFGenModel(BaseModelClass):
         """Attribute frequencies and size-factor laws of the training cells only."""
         manager = self.adata_manager
         libraries = row_sums(manager.get_from_registry(X_KEY))[train_indices]
-        codes = torch.as_tensor(
-            np.asarray(manager.get_from_registry(CAT_COVS_KEY))[train_indices], dtype=torch.long
-        ).reshape(len(train_indices), -1)
+        n_attributes = len(self.attribute_categories)
+        if n_attributes:
+            all_codes = np.asarray(manager.get_from_registry(CAT_COVS_KEY))[train_indices]
+        else:
+            all_codes = np.zeros((len(train_indices), 0))
+        codes = torch.as_tensor(all_codes, dtype=torch.long).reshape(len(train_indices), -1)
         size_index = self.module.size_factor_attribute_index
         self.module.statistics.fit_attributes_and_sizes(
             codes,

@@ -57,7 +57,10 @@ class DataStatistics(ResizableBufferMixin, nn.Module):
         size_factor_codes: torch.Tensor | None,
     ) -> None:
         """Record attribute-combination counts and size-factor parameters of training cells."""
-        combinations, counts = torch.unique(codes.long(), dim=0, return_counts=True)
+        if codes.shape[1] == 0:  # unconditional model: one empty combination
+            combinations, counts = codes[:1].long(), torch.tensor([codes.shape[0]])
+        else:
+            combinations, counts = torch.unique(codes.long(), dim=0, return_counts=True)
         self.combinations = combinations.to(self.combinations.device)
         self.combination_counts = counts.float().to(self.combination_counts.device)
         log_library = log_library.double()

@@ -1,0 +1,263 @@
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+import sparse
+import torch
+from helpers import TINY, make_marker_counts
+
+import scvi_cfgen
+from scvi_cfgen import CFGenModel
+
+
+def quick_model(adata, keys=("cell_type",), **kwargs):
+    CFGenModel.setup_anndata(adata, categorical_covariate_keys=list(keys))
+    model = CFGenModel(adata, **{**TINY, **kwargs})
+    model.train(
+        max_epochs_autoencoder=2,
+        max_epochs_flow=2,
+        batch_size=64,
+        enable_progress_bar=False,
+    )
+    return model
+
+
+def test_generate_returns_integer_counts_with_training_genes(trained_marker_model):
+    model, adata = trained_marker_model
+    cells = model.generate(n_cells=120, conditions={"cell_type": "type1"}, seed=0)
+    assert cells.shape == (120, adata.n_vars)
+    assert list(cells.var_names) == list(adata.var_names)
+    assert sp.isspmatrix_csr(cells.X) or sp.issparse(cells.X)
+    assert cells.X.dtype.kind == "i"
+    assert cells.X.min() >= 0
+    assert (cells.obs["cell_type"] == "type1").all()
+    assert list(cells.obs["cell_type"].cat.categories) == ["type0", "type1", "type2"]
+    assert "batch" not in cells.obs  # not conditioned on: left out of the field
+    assert (cells.obs["size_factor"] > 0).all()
+
+
+def test_generated_cells_carry_their_type_markers(trained_marker_model):
+    model, _ = trained_marker_model
+    for i in range(3):
+        cells = model.generate(n_cells=150, conditions={"cell_type": f"type{i}"}, seed=1)
+        X = cells.X.toarray().astype(float)
+        X = X / X.sum(axis=1, keepdims=True)
+        marker_share = [X[:, 5 * j : 5 * j + 5].sum(axis=1).mean() for j in range(3)]
+        assert int(np.argmax(marker_share)) == i
+        assert marker_share[i] > 3 * max(s for j, s in enumerate(marker_share) if j != i)
+
+
+def test_generate_like_a_frame_and_at_training_frequencies(trained_marker_model):
+    model, adata = trained_marker_model
+    frame = adata.obs[["cell_type"]].iloc[:50]
+    like = model.generate(conditions=frame, seed=0, progress_bar=False)
+    assert like.n_obs == 50
+    assert (like.obs["cell_type"].to_numpy() == frame["cell_type"].to_numpy()).all()
+
+    anything = model.generate(n_cells=3000, seed=0, batch_size=1500, solver="euler", n_steps=5)
+    observed = anything.obs["cell_type"].value_counts(normalize=True).sort_index()
+    train = adata.obs["cell_type"].iloc[model.train_indices].value_counts(normalize=True)
+    assert np.allclose(observed.to_numpy(), train.sort_index().to_numpy(), atol=0.03)
+    assert set(anything.obs.columns) == {"cell_type", "batch", "size_factor"}
+
+
+def test_generate_is_reproducible_and_seed_dependent(trained_marker_model):
+    model, _ = trained_marker_model
+    kwargs = {
+        "n_cells": 40,
+        "conditions": {"cell_type": "type0"},
+        "solver": "euler",
+        "n_steps": 10,
+    }
+    first = model.generate(seed=3, **kwargs)
+    assert (first.X != model.generate(seed=3, **kwargs).X).nnz == 0
+    assert (first.X != model.generate(seed=4, **kwargs).X).nnz > 0
+    chunked = model.generate(seed=3, batch_size=16, **kwargs)
+    assert chunked.shape == first.shape
+
+
+def test_generate_rejects_bad_requests(trained_marker_model):
+    model, _ = trained_marker_model
+    with pytest.raises(ValueError, match=r"Unknown category 'type9'.*'type0', 'type1', 'type2'"):
+        model.generate(n_cells=5, conditions={"cell_type": "type9"})
+    with pytest.raises(ValueError, match=r"Unknown attribute 'donor'.*cell_type"):
+        model.generate(n_cells=5, conditions={"donor": "d1"})
+    with pytest.raises(ValueError, match="non-negative"):
+        model.generate(n_cells=5, conditions={"cell_type": "type0"}, guidance_weights=-1.0)
+    with pytest.raises(ValueError, match="finite"):
+        model.generate(
+            n_cells=5, conditions={"cell_type": "type0"}, guidance_weights={"cell_type": np.nan}
+        )
+    with pytest.raises(ValueError, match="does not set 'batch'"):
+        model.generate(
+            n_cells=5, conditions={"cell_type": "type0"}, guidance_weights={"batch": 1.0}
+        )
+    with pytest.raises(ValueError, match="n_cells"):
+        model.generate(conditions={"cell_type": "type0"})
+    with pytest.raises(ValueError, match="rows"):
+        model.generate(n_cells=3, conditions=pd.DataFrame({"cell_type": ["type0"] * 4}))
+    with pytest.raises(ValueError, match="Unknown solver"):
+        model.generate(n_cells=5, solver="rk45")
+    with pytest.raises(ValueError, match="library_size"):
+        model.generate(n_cells=5, library_size=[100.0, 200.0])
+
+
+def test_library_size_and_unconditional_weights(trained_marker_model):
+    model, _ = trained_marker_model
+    fixed = model.generate(n_cells=30, library_size=1000.0, seed=0, solver="euler", n_steps=5)
+    assert np.allclose(fixed.obs["size_factor"], 1000.0)
+    totals = np.asarray(fixed.X.sum(axis=1)).ravel()
+    assert 700 < np.median(totals) < 1300
+    unconditional = model.generate(
+        n_cells=30, guidance_weights=0.0, seed=0, solver="euler", n_steps=5
+    )
+    assert unconditional.uns["cfgen"]["guidance_weights"] == {"cell_type": 0.0, "batch": 0.0}
+    assert "cell_type" not in unconditional.obs
+
+
+def test_save_load_generates_identical_cells(trained_marker_model, tmp_path):
+    model, adata = trained_marker_model
+    kwargs = {"n_cells": 60, "conditions": {"cell_type": "type2"}, "seed": 11}
+    before = model.generate(**kwargs)
+    model.save(tmp_path / "model")
+    loaded = CFGenModel.load(tmp_path / "model", adata=adata)
+    assert (loaded.generate(**kwargs).X != before.X).nnz == 0
+    bare = CFGenModel.load(tmp_path / "model")  # no AnnData needed to generate
+    again = bare.generate(**kwargs)
+    assert (again.X != before.X).nnz == 0
+    assert list(again.var_names) == list(adata.var_names)
+    stats, loaded_stats = model.module.statistics, bare.module.statistics
+    assert torch.equal(stats.combinations, loaded_stats.combinations)
+    assert torch.equal(stats.log_library_mean, loaded_stats.log_library_mean)
+
+
+def test_statistics_come_from_training_cells_only(trained_marker_model):
+    model, adata = trained_marker_model
+    libraries = np.log(np.asarray(adata.X.sum(axis=1)).ravel())
+    types = adata.obs["cell_type"].cat.codes.to_numpy()
+    train = np.asarray(model.train_indices)
+    assert len(train) < adata.n_obs
+    for code in range(3):
+        expected = libraries[train][types[train] == code].mean()
+        assert np.isclose(
+            model.module.statistics.log_library_mean[code].item(), expected, atol=1e-5
+        )
+    assert model.module.statistics.combination_counts.sum().item() == len(train)
+
+
+def test_flow_training_leaves_the_encoder_untouched(marker_adata):
+    CFGenModel.setup_anndata(marker_adata, categorical_covariate_keys=["cell_type"])
+    model = CFGenModel(marker_adata, **TINY)
+    model.train(max_epochs_autoencoder=2, max_epochs_flow=1, enable_progress_bar=False)
+    latent = model.get_latent_representation()
+    encoder_state = {k: v.clone() for k, v in model.module.encoder.state_dict().items()}
+    model._run_stage(
+        model._flow_plan_cls(model.module),
+        model._data_splitter_cls(model.adata_manager, batch_size=64),
+        3,
+        "cpu",
+        "auto",
+        {"enable_progress_bar": False},
+    )
+    for key, value in model.module.encoder.state_dict().items():
+        assert torch.equal(value, encoder_state[key]), key
+    assert np.array_equal(model.get_latent_representation(), latent)
+
+
+def test_history_has_both_stages(trained_marker_model):
+    model, _ = trained_marker_model
+    assert {"train_loss_autoencoder", "train_loss_flow"} <= set(model.history)
+    assert len(model.history["train_loss_flow"]) == 150
+
+
+def test_early_stopping_uses_validation_loss(marker_adata):
+    model = quick_model(marker_adata)
+    assert "validation_loss_autoencoder" in model.history
+    assert "validation_loss_flow" in model.history
+
+
+def test_no_validation_set_disables_early_stopping(marker_adata):
+    CFGenModel.setup_anndata(marker_adata, categorical_covariate_keys=["cell_type"])
+    model = CFGenModel(marker_adata, **TINY)
+    with pytest.warns(UserWarning, match="early stopping is off"):
+        model.train(
+            max_epochs_autoencoder=1, max_epochs_flow=1, train_size=1.0, enable_progress_bar=False
+        )
+
+
+def test_scvi_dropins(trained_marker_model):
+    model, adata = trained_marker_model
+    latent = model.get_latent_representation(adata, indices=np.arange(10))
+    assert latent.shape == (10, 8)
+    samples = model.posterior_predictive_sample(indices=np.arange(12))
+    assert isinstance(samples, sparse.GCXS)
+    assert samples.shape == (12, adata.n_vars)
+    several = model.posterior_predictive_sample(
+        indices=np.arange(12), n_samples=3, gene_list=["gene0", "gene7"]
+    )
+    assert several.shape == (12, 2, 3)
+    values = several.todense()
+    assert (values >= 0).all()
+    assert np.array_equal(values, np.round(values))
+    expression = model.get_normalized_expression(indices=np.arange(12))
+    assert isinstance(expression, pd.DataFrame)
+    assert list(expression.index) == list(adata.obs_names[:12])
+    assert np.allclose(expression.sum(axis=1), 1.0, atol=1e-4)
+    latent_scale = model.get_normalized_expression(
+        indices=[0, 1], library_size="latent", return_numpy=True
+    )
+    assert np.allclose(
+        latent_scale.sum(axis=1), np.asarray(adata.X[:2].sum(axis=1)).ravel(), rtol=1e-3
+    )
+    with pytest.raises(ValueError, match="transform_batch"):
+        model.get_normalized_expression(transform_batch="b0")
+
+
+def test_per_category_dispersion_and_size_factor_conditioning(marker_adata):
+    model = quick_model(
+        marker_adata,
+        keys=("cell_type", "batch"),
+        dispersion="gene-covariate",
+        dispersion_covariate="cell_type",
+        size_factor_covariate="batch",
+        condition_on_size_factor=True,
+        coupling="ot",
+        conditioning_scheme="single_and_joint",
+    )
+    assert model.module.log_theta.shape == (3, marker_adata.n_vars)
+    cells = model.generate(
+        n_cells=20, conditions={"batch": "b1"}, seed=0, solver="euler", n_steps=4
+    )
+    assert (cells.obs["batch"] == "b1").all()
+
+
+def test_unconditional_model(marker_adata):
+    model = quick_model(marker_adata, keys=())
+    cells = model.generate(n_cells=10, seed=0, solver="midpoint", n_steps=4)
+    assert cells.shape == (10, marker_adata.n_vars)
+    assert list(cells.obs.columns) == ["size_factor"]
+
+
+def test_pbmc_slice_end_to_end(pbmc_slice):
+    adata = pbmc_slice.copy()
+    model = quick_model(adata)
+    cells = model.generate(conditions=adata.obs[["cell_type"]].iloc[:100], seed=0)
+    assert cells.n_obs == 100
+    assert list(cells.var_names) == list(adata.var_names)
+    assert cells.X.dtype.kind == "i"
+
+
+def test_builtin_dataset():
+    adata = scvi_cfgen.datasets.pbmc3k()
+    assert adata.shape == (2638, 9648)
+    assert sp.issparse(adata.X)
+    assert adata.obs["cell_type"].value_counts()["B"] == 341
+    assert np.array_equal(adata.X.data, np.round(adata.X.data))
+
+
+def test_two_models_do_not_share_state():
+    first, second = make_marker_counts(seed=1), make_marker_counts(seed=2)
+    a, b = quick_model(first), quick_model(second)
+    assert not torch.equal(
+        a.module.statistics.log_library_mean, b.module.statistics.log_library_mean
+    )
