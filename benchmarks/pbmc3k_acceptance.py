@@ -69,8 +69,8 @@ def main(outdir: Path) -> None:
             "zero_fraction_generated_mean": float(zeros_gen.mean()),
             "log_mean_pearson": float(np.corrcoef(np.log(m_r[keep]), np.log(m_g[keep]))[0, 1]),
             "log_var_pearson": float(np.corrcoef(np.log(v_r[keep]), np.log(v_g[keep]))[0, 1]),
-            "total_counts_real_median": float(np.median(real_type.X.sum(axis=1))),
-            "total_counts_generated_median": float(np.median(counts.sum(axis=1))),
+            "total_counts_real_median": float(np.median(np.asarray(real_type.X.sum(axis=1)).ravel())),
+            "total_counts_generated_median": float(np.median(np.asarray(counts.sum(axis=1)).ravel())),
         }
         print(cell_type, results[cell_type], flush=True)
     print(json.dumps(results, indent=2))

@@ -221,18 +221,30 @@ class CFGenModule(BaseModuleClass):
         return (self.encoder(x) - stats.latent_mean) / stats.latent_std
 
     def flow_loss(self, tensors) -> LossOutput:
-        """Conditional flow matching loss on frozen, standardised latents."""
+        """Conditional flow matching loss on frozen, standardised latents.
+
+        In eval mode (validation) the noise, times and condition dropout are drawn from a
+        generator seeded by the minibatch's content, so every validation pass sees the same
+        draws for the same cells: epoch-to-epoch changes of the validation loss then reflect the
+        model, not the sampling noise, and early stopping can trust them.
+        """
         x = tensors[X_KEY]
         z1 = self.encode_standardized(x)
-        z0 = torch.randn_like(z1)
+        generator = None
+        if not self.training:
+            generator = torch.Generator(device=x.device)
+            generator.manual_seed(int(x.sum().item()) % (2**31) + x.shape[0])
+        z0 = torch.randn(z1.shape, device=z1.device, generator=generator)
         if self.coupling == "ot":
             z0 = ot_pair_noise(z0, z1)
-        t = torch.rand(z1.shape[0], device=z1.device)
+        t = torch.rand(z1.shape[0], device=z1.device, generator=generator)
         zt, target = self.path.sample(z0, z1, t)
         codes = tensors[CAT_COVS_KEY].long() if CAT_COVS_KEY in tensors else None
         if codes is None:
             codes = torch.zeros(z1.shape[0], 0, dtype=torch.long, device=z1.device)
-        codes = drop_conditions(codes, self.null_codes, self.p_uncond, self.conditioning_scheme)
+        codes = drop_conditions(
+            codes, self.null_codes, self.p_uncond, self.conditioning_scheme, generator
+        )
         size = None
         if self.condition_on_size_factor:
             size = self.statistics.scale_log_library(torch.log(x.sum(dim=1)))

@@ -15,6 +15,7 @@ def drop_conditions(
     null_codes: torch.Tensor,
     p_uncond: float,
     scheme: ConditioningScheme = "single",
+    generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Per-cell conditioning used to train one network for all guided fields.
 
@@ -33,15 +34,17 @@ def drop_conditions(
         Probability of the unconditional (all-null) condition.
     scheme
         ``"single"`` or ``"single_and_joint"``.
+    generator
+        Optional random generator (for reproducible draws).
     """
     batch, n_attributes = codes.shape
     if n_attributes == 0:
         return codes
     n_choices = n_attributes + (1 if scheme == "single_and_joint" else 0)
-    choice = torch.randint(n_choices, (batch,), device=codes.device)
+    choice = torch.randint(n_choices, (batch,), device=codes.device, generator=generator)
     attribute_index = torch.arange(n_attributes, device=codes.device)
     keep = (choice[:, None] == attribute_index[None, :]) | (choice[:, None] == n_attributes)
-    keep &= torch.rand(batch, device=codes.device)[:, None] >= p_uncond
+    keep &= torch.rand(batch, device=codes.device, generator=generator)[:, None] >= p_uncond
     return torch.where(keep, codes, null_codes.expand_as(codes))
 
 
