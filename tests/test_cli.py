@@ -1,0 +1,100 @@
+import json
+
+import anndata as ad
+import numpy as np
+from helpers import make_marker_counts
+
+from scvi_cfgen._cli import main
+
+
+def test_train_then_generate_from_the_shell(tmp_path):
+    data = tmp_path / "cells.h5ad"
+    make_marker_counts(n_cells=120).write_h5ad(data)
+    model_dir = tmp_path / "model"
+    assert (
+        main(
+            [
+                "train",
+                str(data),
+                "--model-dir",
+                str(model_dir),
+                "--attributes",
+                "cell_type",
+                "--n-latent",
+                "4",
+                "--max-epochs-autoencoder",
+                "2",
+                "--max-epochs-flow",
+                "2",
+                "--batch-size",
+                "32",
+            ]
+        )
+        == 0
+    )
+    out = tmp_path / "generated.h5ad"
+    assert (
+        main(
+            [
+                "generate",
+                str(model_dir),
+                "--output",
+                str(out),
+                "--n-cells",
+                "25",
+                "--condition",
+                "cell_type=type2",
+                "--solver",
+                "euler",
+                "--n-steps",
+                "5",
+            ]
+        )
+        == 0
+    )
+    generated = ad.read_h5ad(out)
+    assert generated.shape == (25, 40)
+    assert (generated.obs["cell_type"] == "type2").all()
+    like = tmp_path / "like.h5ad"
+    assert main(["generate", str(model_dir), "--output", str(like), "--like", str(data)]) == 0
+    assert ad.read_h5ad(like).n_obs == 120
+
+
+def test_cli_reports_bad_input_as_an_error(tmp_path, capsys):
+    data = tmp_path / "bad.h5ad"
+    cells = make_marker_counts(n_cells=50)
+    cells.X = cells.X * 0.5
+    cells.write_h5ad(data)
+    code = main(
+        ["train", str(data), "--model-dir", str(tmp_path / "m"), "--attributes", "cell_type"]
+    )
+    assert code == 2
+    assert "non-integer" in capsys.readouterr().err
+
+
+def test_demo_writes_its_outputs(tmp_path):
+    outdir = tmp_path / "demo"
+    assert (
+        main(
+            [
+                "demo",
+                "--outdir",
+                str(outdir),
+                "--n-cells",
+                "250",
+                "--max-epochs-autoencoder",
+                "1",
+                "--max-epochs-flow",
+                "1",
+            ]
+        )
+        == 0
+    )
+    generated = ad.read_h5ad(outdir / "generated.h5ad")
+    assert generated.n_obs == 50  # the held-out 20 % of 250 cells
+    assert generated.n_vars == 9648
+    assert np.array_equal(generated.X.data, np.round(generated.X.data))
+    assert (outdir / "real_vs_generated.png").stat().st_size > 10_000
+    summary = json.loads((outdir / "summary.json").read_text())
+    assert summary["generated_cells"] == 50
+    assert 0 <= summary["knn_label_agreement"]["overall"] <= 1
