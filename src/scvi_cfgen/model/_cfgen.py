@@ -272,8 +272,8 @@ class CFGenModel(BaseModelClass):
         max_epochs_autoencoder
             Epochs of stage 1. Default: scvi-tools' heuristic, ``min(400, 400 * 20000 / n_cells)``.
         max_epochs_flow
-            Epochs of stage 2. Default: enough epochs for about 20,000 optimiser steps, at most
-            2,000 and at least 50.
+            Epochs of stage 2. Default: enough epochs for about 10,000 optimiser steps, at most
+            1,000 and at least 50 (early stopping usually ends it sooner).
         accelerator, devices
             Passed to Lightning (``"auto"`` uses a GPU when there is one).
         train_size, validation_size
@@ -330,7 +330,7 @@ class CFGenModel(BaseModelClass):
             max_epochs_autoencoder = get_max_epochs_heuristic(n_train)
         if max_epochs_flow is None:
             steps_per_epoch = math.ceil(n_train / batch_size)
-            max_epochs_flow = int(min(2000, max(50, math.ceil(20_000 / steps_per_epoch))))
+            max_epochs_flow = int(min(1000, max(50, math.ceil(10_000 / steps_per_epoch))))
 
         histories = {}
         logger.info("Stage 1/2: count autoencoder (%d epochs at most).", max_epochs_autoencoder)
