@@ -95,6 +95,7 @@ def test_demo_writes_its_outputs(tmp_path):
     assert generated.n_vars == 9648
     assert np.array_equal(generated.X.data, np.round(generated.X.data))
     assert (outdir / "real_vs_generated.png").stat().st_size > 10_000
+    assert (outdir / "training_history.png").exists()
     summary = json.loads((outdir / "summary.json").read_text())
     assert summary["generated_cells"] == 50
     assert 0 <= summary["knn_label_agreement"]["overall"] <= 1

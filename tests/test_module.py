@@ -298,3 +298,14 @@ def test_sample_counts_are_nonnegative_integers():
     assert (counts >= 0).all()
     assert torch.equal(counts, counts.round())
     assert np.isclose(counts.sum(dim=1).float().mean().item(), 500, rtol=0.5)
+
+
+def test_flow_validation_loss_uses_common_random_numbers():
+    module = make_module()
+    module.set_training_stage("flow")
+    batch = counts_batch(n=32)
+    module.eval()
+    first, second = module.flow_loss(batch).loss, module.flow_loss(batch).loss
+    assert torch.equal(first, second)  # same cells, same draws, every validation pass
+    module.train()
+    assert not torch.equal(module.flow_loss(batch).loss, module.flow_loss(batch).loss)

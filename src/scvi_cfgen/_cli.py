@@ -58,7 +58,7 @@ def run_demo(
 
     from scvi_cfgen import CFGenModel, datasets
     from scvi_cfgen.metrics import PCAProjection, count_summary, knn_label_agreement
-    from scvi_cfgen.pl import real_vs_generated_embedding
+    from scvi_cfgen.pl import real_vs_generated_embedding, training_history
 
     scvi.settings.seed = seed
     outdir.mkdir(parents=True, exist_ok=True)
@@ -80,6 +80,7 @@ def run_demo(
     )
     train_seconds = time.time() - start
     model.save(outdir / "model", overwrite=True)
+    training_history(model).savefig(outdir / "training_history.png", dpi=110)
 
     start = time.time()
     generated = model.generate(conditions=test.obs[["cell_type"]], seed=seed)

@@ -27,14 +27,16 @@ from scvi_cfgen.module import CFGenModule
 from scvi_cfgen.module._solvers import SolverBackend, SolverMethod, validate_solver
 from scvi_cfgen.train import AutoencoderTrainingPlan, FlowTrainingPlan
 
+from ._augmentation import AugmentationMixin
 from ._conditions import resolve_conditions, resolve_weights
+from ._transfer import TransferMixin
 
 logger = logging.getLogger(__name__)
 
 _AUTO = "auto"
 
 
-class CFGenModel(BaseModelClass):
+class CFGenModel(TransferMixin, AugmentationMixin, BaseModelClass):
     """CFGen: conditional generation of single-cell counts (Palma et al., ICLR 2025).
 
     A deterministic count autoencoder (negative binomial likelihood on raw counts) whose latent

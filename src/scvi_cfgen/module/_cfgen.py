@@ -217,8 +217,7 @@ class CFGenModule(BaseModuleClass):
     @torch.no_grad()
     def encode_standardized(self, x: torch.Tensor) -> torch.Tensor:
         """Encoder latents standardised with the training latents' mean and std."""
-        stats = self.statistics
-        return (self.encoder(x) - stats.latent_mean) / stats.latent_std
+        return self.standardize_latent(self.encoder(x))
 
     def flow_loss(self, tensors) -> LossOutput:
         """Conditional flow matching loss on frozen, standardised latents.
@@ -268,22 +267,47 @@ class CFGenModule(BaseModuleClass):
         return field
 
     @torch.inference_mode()
-    def sample_latent(
+    def integrate_latent(
         self,
-        noise: torch.Tensor,
+        z: torch.Tensor,
         codes: torch.Tensor,
         weights: torch.Tensor,
         scaled_log_size_factor: torch.Tensor | None = None,
+        t_start: float = 0.0,
+        t_end: float = 1.0,
         method: SolverMethod = "dopri5",
         n_steps: int = 100,
         rtol: float = 1e-5,
         atol: float = 1e-5,
         backend: SolverBackend = "torchdiffeq",
     ) -> torch.Tensor:
-        """Integrate the guided field from noise (t=0) to latents (t=1), in encoder units."""
+        """Integrate the guided field in standardised latent units from ``t_start`` to ``t_end``.
+
+        ``0 -> 1`` maps noise to latents; ``1 -> 0`` inverts latents to noise.
+        """
         field = self.guided_field(codes, weights, scaled_log_size_factor)
-        z = integrate(field, noise, 0.0, 1.0, method, n_steps, rtol, atol, backend)
+        return integrate(field, z, t_start, t_end, method, n_steps, rtol, atol, backend)
+
+    def standardize_latent(self, z: torch.Tensor) -> torch.Tensor:
+        """Encoder units to the flow's standardised units."""
+        return (z - self.statistics.latent_mean) / self.statistics.latent_std
+
+    def unstandardize_latent(self, z: torch.Tensor) -> torch.Tensor:
+        """The flow's standardised units to encoder units."""
         return z * self.statistics.latent_std + self.statistics.latent_mean
+
+    @torch.inference_mode()
+    def sample_latent(
+        self,
+        noise: torch.Tensor,
+        codes: torch.Tensor,
+        weights: torch.Tensor,
+        scaled_log_size_factor: torch.Tensor | None = None,
+        **solver_kwargs,
+    ) -> torch.Tensor:
+        """Integrate the guided field from noise (t=0) to latents (t=1), in encoder units."""
+        z = self.integrate_latent(noise, codes, weights, scaled_log_size_factor, **solver_kwargs)
+        return self.unstandardize_latent(z)
 
     @torch.inference_mode()
     def sample_counts(
