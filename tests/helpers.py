@@ -9,9 +9,17 @@ TINY = {"n_latent": 8, "n_hidden": (32,), "flow_hidden_dim": 32, "flow_condition
 
 
 def make_marker_counts(
-    n_cells: int = 240, n_genes: int = 40, seed: int = 0, n_types: int = 3
+    n_cells: int = 240,
+    n_genes: int = 40,
+    seed: int = 0,
+    n_types: int = 3,
+    batch_marker_fold: float = 1.0,
 ) -> ad.AnnData:
-    """NB counts where each cell type has 5 marker genes with 20x higher expression."""
+    """NB counts where each cell type has 5 marker genes with 20x higher expression.
+
+    With ``batch_marker_fold > 1``, cells of batch ``b1`` also have genes 30-34 raised by that
+    factor (a batch signature independent of the cell type).
+    """
     rng = np.random.default_rng(seed)
     types = np.array([f"type{i}" for i in range(n_types)])[np.arange(n_cells) % n_types]
     batch = np.where(rng.random(n_cells) < 0.5, "b0", "b1")
@@ -19,6 +27,7 @@ def make_marker_counts(
     means = np.tile(base, (n_cells, 1))
     for i in range(n_types):
         means[types == f"type{i}", 5 * i : 5 * i + 5] *= 20
+    means[batch == "b1", 30:35] *= batch_marker_fold
     library = rng.lognormal(np.log(200), 0.3, size=n_cells)
     means = means / means.sum(axis=1, keepdims=True) * library[:, None]
     theta = 5.0

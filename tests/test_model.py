@@ -167,7 +167,7 @@ def test_flow_training_leaves_the_encoder_untouched(marker_adata):
 def test_history_has_both_stages(trained_marker_model):
     model, _ = trained_marker_model
     assert {"train_loss_autoencoder", "train_loss_flow"} <= set(model.history)
-    assert len(model.history["train_loss_flow"]) == 150
+    assert len(model.history["train_loss_flow"]) == 300
 
 
 def test_early_stopping_uses_validation_loss(marker_adata):
@@ -179,7 +179,7 @@ def test_early_stopping_uses_validation_loss(marker_adata):
 def test_no_validation_set_disables_early_stopping(marker_adata):
     CFGenModel.setup_anndata(marker_adata, categorical_covariate_keys=["cell_type"])
     model = CFGenModel(marker_adata, **TINY)
-    with pytest.warns(UserWarning, match="early stopping is off"):
+    with pytest.warns(UserWarning, match="early stopping and the flow"):
         model.train(
             max_epochs_autoencoder=1, max_epochs_flow=1, train_size=1.0, enable_progress_bar=False
         )
@@ -261,3 +261,10 @@ def test_two_models_do_not_share_state():
     assert not torch.equal(
         a.module.statistics.log_library_mean, b.module.statistics.log_library_mean
     )
+
+
+def test_training_history_plot(trained_marker_model):
+    model, _ = trained_marker_model
+    figure = scvi_cfgen.pl.training_history(model)
+    assert len(figure.axes) == 2
+    assert len(figure.axes[1].lines[0].get_xdata()) == 300

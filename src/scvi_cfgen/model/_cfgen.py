@@ -313,13 +313,16 @@ class CFGenModel(TransferMixin, AugmentationMixin, BaseModelClass):
         splitter.setup()
         train_indices = np.asarray(splitter.train_idx)
         self._fit_data_statistics(train_indices)
-        if early_stopping and splitter.n_val == 0:
+        flow_plan_kwargs = dict(flow_plan_kwargs or {})
+        if splitter.n_val == 0:
             warnings.warn(
-                "No validation cells (train_size=1.0): early stopping is off.",
+                "No validation cells (train_size=1.0): early stopping and the flow's learning-rate"
+                " schedule on validation loss are off.",
                 UserWarning,
                 stacklevel=2,
             )
             early_stopping = False
+            flow_plan_kwargs.setdefault("reduce_lr_on_plateau", False)
         stopping = {
             "early_stopping": early_stopping,
             "early_stopping_monitor": "validation_loss",
@@ -348,7 +351,7 @@ class CFGenModel(TransferMixin, AugmentationMixin, BaseModelClass):
         self._fit_latent_statistics(train_indices, batch_size)
         logger.info("Stage 2/2: latent flow (%d epochs at most).", max_epochs_flow)
         self._run_stage(
-            self._flow_plan_cls(self.module, **(flow_plan_kwargs or {})),
+            self._flow_plan_cls(self.module, **flow_plan_kwargs),
             splitter,
             max_epochs_flow,
             accelerator,
