@@ -39,26 +39,31 @@ def main(outdir: Path) -> None:
     knn = KNeighborsClassifier(n_neighbors=10).fit(real.obsm["X_pca"], real.obs["cell_type"])
     loadings, means = real.varm["PCs"], np.asarray(real.X.mean(axis=0)).ravel()
 
-    results = {"train_seconds": train_seconds,
-               "epochs_autoencoder": len(model.history["train_loss_autoencoder"]),
-               "epochs_flow": len(model.history["train_loss_flow"])}
+    results = {
+        "train_seconds": train_seconds,
+        "epochs_autoencoder": len(model.history["train_loss_autoencoder"]),
+        "epochs_flow": len(model.history["train_loss_flow"]),
+    }
     for cell_type in ["B", "CD14+ Mono", "NK"]:
         start = time.time()
         generated = model.generate(n_cells=500, conditions={"cell_type": cell_type}, seed=0)
         seconds = time.time() - start
         counts = generated.X
-        assert counts.dtype.kind == "i" and counts.min() >= 0
+        assert counts.dtype.kind == "i"
+        assert counts.min() >= 0
         assert list(generated.var_names) == list(adata.var_names)
         projected = (np.asarray(log_normalise(generated).X.todense()) - means) @ loadings
         accuracy = float((knn.predict(projected) == cell_type).mean())
         real_type = adata[adata.obs["cell_type"] == cell_type]
         zeros_real = 1 - (real_type.X > 0).mean(axis=1).A1
         zeros_gen = 1 - (counts > 0).mean(axis=1).A1
+
         def mean_var(x):
             x = x.astype(np.float64)
             mean = np.asarray(x.mean(axis=0)).ravel()
             var = np.asarray(x.multiply(x).mean(axis=0)).ravel() - mean**2
             return mean, var
+
         m_r, v_r = mean_var(real_type.X)
         m_g, v_g = mean_var(counts)
         keep = (m_r > 0) & (m_g > 0)
@@ -69,8 +74,12 @@ def main(outdir: Path) -> None:
             "zero_fraction_generated_mean": float(zeros_gen.mean()),
             "log_mean_pearson": float(np.corrcoef(np.log(m_r[keep]), np.log(m_g[keep]))[0, 1]),
             "log_var_pearson": float(np.corrcoef(np.log(v_r[keep]), np.log(v_g[keep]))[0, 1]),
-            "total_counts_real_median": float(np.median(np.asarray(real_type.X.sum(axis=1)).ravel())),
-            "total_counts_generated_median": float(np.median(np.asarray(counts.sum(axis=1)).ravel())),
+            "total_counts_real_median": float(
+                np.median(np.asarray(real_type.X.sum(axis=1)).ravel())
+            ),
+            "total_counts_generated_median": float(
+                np.median(np.asarray(counts.sum(axis=1)).ravel())
+            ),
         }
         print(cell_type, results[cell_type], flush=True)
     print(json.dumps(results, indent=2))
