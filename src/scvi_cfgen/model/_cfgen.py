@@ -24,7 +24,7 @@ from scvi.utils import setup_anndata_dsp, track
 from scvi_cfgen._constants import CAT_COVS_KEY, SIZE_FACTOR_OBS_KEY, X_KEY
 from scvi_cfgen._validation import row_sums, validate_counts
 from scvi_cfgen.module import CFGenModule
-from scvi_cfgen.module._solvers import SolverBackend, SolverMethod, validate_solver
+from scvi_cfgen.module._solvers import SolverBackend, SolverMethod, solver_options
 from scvi_cfgen.train import AutoencoderTrainingPlan, FlowTrainingPlan
 
 from ._augmentation import AugmentationMixin
@@ -616,7 +616,7 @@ class CFGenModel(TransferMixin, AugmentationMixin, BaseModelClass):
         ``size_factor`` used.
         """
         self._check_if_trained(warn=False)
-        validate_solver(solver, solver_backend, n_steps, rtol, atol)
+        solver_kwargs = solver_options(solver, n_steps, rtol, atol, solver_backend)
         if batch_size < 1:
             raise ValueError(f"`batch_size` must be positive, got {batch_size}.")
         attributes = self.attribute_categories
@@ -657,13 +657,7 @@ class CFGenModel(TransferMixin, AugmentationMixin, BaseModelClass):
                         codes_t[chunk],
                         weights_t[chunk],
                         log_libraries[chunk],
-                        {
-                            "method": solver,
-                            "n_steps": n_steps,
-                            "rtol": rtol,
-                            "atol": atol,
-                            "backend": solver_backend,
-                        },
+                        solver_kwargs,
                     )
                 )
         counts = sp.vstack(chunks, format="csr") if chunks else sp.csr_matrix((0, self.n_genes))

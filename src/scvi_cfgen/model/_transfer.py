@@ -12,7 +12,7 @@ import torch
 from scvi.utils import track
 
 from scvi_cfgen._constants import CAT_COVS_KEY, X_KEY
-from scvi_cfgen.module._solvers import SolverBackend, SolverMethod, validate_solver
+from scvi_cfgen.module._solvers import SolverBackend, SolverMethod, solver_options
 
 from ._conditions import encode_categories, resolve_weights
 
@@ -73,7 +73,7 @@ class TransferMixin:
         latents in ``obsm['X_cfgen_transferred']``.
         """
         self._check_if_trained(warn=False)
-        validate_solver(solver, solver_backend, n_steps, rtol, atol)
+        solver_kwargs = solver_options(solver, n_steps, rtol, atol, solver_backend)
         attributes = self.attribute_categories
         if not to:
             raise ValueError("Give the new attributes, e.g. `to={'batch': 'b2'}`.")
@@ -89,13 +89,6 @@ class TransferMixin:
                 )
             targets[names.index(name)] = int(encode_categories(name, [value], attributes[name])[0])
         weights = resolve_weights(guidance_weights, np.ones(len(names), bool), attributes, False)
-        solver_kwargs = {
-            "method": solver,
-            "n_steps": n_steps,
-            "rtol": rtol,
-            "atol": atol,
-            "backend": solver_backend,
-        }
 
         adata = self._validate_anndata(adata)
         module = self.module.eval()

@@ -27,6 +27,14 @@ def validate_solver(method: str, backend: str, n_steps: int, rtol: float, atol: 
         raise ValueError(f"Solver tolerances must be positive, got rtol={rtol}, atol={atol}.")
 
 
+def solver_options(
+    method: str, n_steps: int, rtol: float, atol: float, backend: str
+) -> dict[str, object]:
+    """Validated keyword arguments of :func:`integrate` (raises ``ValueError`` on bad ones)."""
+    validate_solver(method, backend, n_steps, rtol, atol)
+    return {"method": method, "n_steps": n_steps, "rtol": rtol, "atol": atol, "backend": backend}
+
+
 def integrate(
     velocity: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     z: torch.Tensor,
