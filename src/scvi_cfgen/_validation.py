@@ -29,7 +29,7 @@ def row_sums(matrix, chunk_rows: int = _CHUNK_ROWS) -> np.ndarray:
     return sums
 
 
-def validate_counts(matrix, where: str, binary: bool = False) -> None:
+def validate_counts(matrix, where: str) -> None:
     """Reject data that are not raw counts, chunk by chunk, without copying the matrix.
 
     Parameters
@@ -38,8 +38,6 @@ def validate_counts(matrix, where: str, binary: bool = False) -> None:
         Cells x features matrix: dense, scipy sparse or an h5py-backed dataset.
     where
         Name of the matrix in messages, e.g. ``"adata.X"`` or ``"adata.layers['counts']"``.
-    binary
-        Whether the values must be 0/1 (rather than any non-negative integer).
 
     Raises
     ------
@@ -69,8 +67,6 @@ def validate_counts(matrix, where: str, binary: bool = False) -> None:
                 "(normalised or log-transformed data?). Pass the raw UMI counts, "
                 "e.g. `layer='counts'`."
             )
-        if binary and values.size and values.max() > 1:
-            raise ValueError(f"{where} must be binary (0/1); found values above 1.")
         sums = np.asarray(chunk.sum(axis=1)).ravel()
         empty_cells.extend((start + np.flatnonzero(sums == 0)).tolist())
     if empty_cells:

@@ -679,9 +679,7 @@ class CFGenModel(TransferMixin, AugmentationMixin, BaseModelClass):
     def _generate_chunk(self, codes, weights, log_libraries, solver_kwargs) -> sp.csr_matrix:
         module = self.module
         noise = torch.randn(codes.shape[0], module.n_latent, device=codes.device)
-        size = None
-        if module.condition_on_size_factor:
-            size = module.statistics.scale_log_library(log_libraries)
+        size = module.size_factor_condition(log_libraries)
         z = module.sample_latent(noise, codes, weights, size, **solver_kwargs)
         counts = module.sample_counts(z, log_libraries.exp(), module.dispersion_codes(codes))
         return sp.csr_matrix(counts.cpu().numpy().astype(np.int32))

@@ -109,9 +109,7 @@ class TransferMixin:
                 cell_weights = torch.as_tensor(weights, dtype=torch.float32, device=device)
                 cell_weights = cell_weights.expand(x.shape[0], -1)
                 library = x.sum(dim=1)
-                size = None
-                if module.condition_on_size_factor:
-                    size = module.statistics.scale_log_library(torch.log(library))
+                size = module.size_factor_condition(torch.log(library))
                 noise = module.integrate_latent(
                     module.encode_standardized(x),
                     source,

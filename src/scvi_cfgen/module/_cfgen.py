@@ -244,12 +244,16 @@ class CFGenModule(BaseModuleClass):
         codes = drop_conditions(
             codes, self.null_codes, self.p_uncond, self.conditioning_scheme, generator
         )
-        size = None
-        if self.condition_on_size_factor:
-            size = self.statistics.scale_log_library(torch.log(x.sum(dim=1)))
+        size = self.size_factor_condition(torch.log(x.sum(dim=1)))
         velocity = self.velocity_field(zt, t, codes, size)
         per_cell = (velocity - target).pow(2).mean(dim=-1)
         return LossOutput(loss=per_cell.mean(), reconstruction_loss=per_cell)
+
+    def size_factor_condition(self, log_library: torch.Tensor) -> torch.Tensor | None:
+        """The flow's size-factor input (scaled log library), or ``None`` if it has none."""
+        if not self.condition_on_size_factor:
+            return None
+        return self.statistics.scale_log_library(log_library)
 
     def guided_field(
         self,
