@@ -9,6 +9,8 @@ import pandas as pd
 import scipy.sparse as sp
 from sklearn.neighbors import KNeighborsClassifier
 
+from ._counts import gene_mean_variance
+
 
 def knn_label_agreement(
     real_embedding: np.ndarray,
@@ -33,13 +35,6 @@ def knn_label_agreement(
     return agreement
 
 
-def _mean_var(matrix) -> tuple[np.ndarray, np.ndarray]:
-    matrix = sp.csr_matrix(matrix, dtype=np.float64)
-    mean = np.asarray(matrix.mean(axis=0)).ravel()
-    var = np.asarray(matrix.multiply(matrix).mean(axis=0)).ravel() - mean**2
-    return mean, np.maximum(var, 0)
-
-
 def count_summary(real, generated) -> dict[str, float]:
     """Count properties of real vs generated raw counts (cells x genes, same genes).
 
@@ -50,8 +45,8 @@ def count_summary(real, generated) -> dict[str, float]:
     generated = sp.csr_matrix(generated)
     if real.shape[1] != generated.shape[1]:
         raise ValueError("Real and generated counts must have the same genes.")
-    mean_r, var_r = _mean_var(real)
-    mean_g, var_g = _mean_var(generated)
+    mean_r, var_r = gene_mean_variance(real)
+    mean_g, var_g = gene_mean_variance(generated)
     keep = (mean_r > 0) & (mean_g > 0) & (var_r > 0) & (var_g > 0)
     return {
         "zero_fraction_real": float(1 - (real.getnnz(axis=1) / real.shape[1]).mean()),
