@@ -1,0 +1,160 @@
+"""Which part of CFGen limits the quality scores on PBMC3k: the autoencoder, the size factors or
+the latent flow? Uses the split of ``benchmarks/quality.py`` (seed 0 by default).
+
+Scores against the test cells, with the same floor and PC space as the benchmark:
+
+- ``generated``: cells generated for the test labels (what the benchmark scores);
+- ``reconstructed``: test cells encoded and decoded, NB counts drawn with their own library
+  (the best the autoencoder can do for these cells);
+- ``reconstructed, sampled library``: the same latents, libraries drawn from the training
+  log-normal law of the cell type (adds the size-factor model);
+- ``flow latents, observed library``: generated latents decoded with libraries of real test
+  cells of the same type.
+
+and, in the latent space itself, c2st of generated latents vs encoded test latents next to
+encoded training latents vs encoded test latents.
+
+Run: ``python benchmarks/quality_diagnostics.py [--seed 0] [--model DIR] [--out DIR]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from quality import LABEL, as_counts, split
+
+import scvi_cfgen
+from scvi_cfgen import metrics
+
+
+def encoded(model, adata) -> np.ndarray:
+    return model.get_latent_representation(adata)
+
+
+@torch.inference_mode()
+def decode(model, z: np.ndarray, library: np.ndarray, labels, seed: int, like):
+    torch.manual_seed(seed)
+    module = model.module
+    names = list(model.attribute_categories)
+    codes = None
+    if module.dispersion_attribute_index is not None:
+        categories = list(model.attribute_categories[names[module.dispersion_attribute_index]])
+        codes = torch.tensor([categories.index(label) for label in labels])
+    counts = module.sample_counts(
+        torch.as_tensor(z, dtype=torch.float32), torch.as_tensor(library).float(), codes
+    )
+    return as_counts(counts.numpy(), like, np.asarray(labels))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--model", type=Path, default=None)
+    parser.add_argument("--out", type=Path, default=Path("benchmark_output/quality_diagnostics"))
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    seed = args.seed
+    adata = scvi_cfgen.datasets.pbmc3k()
+    train, test, reference, floor_pool = split(adata, seed)
+    scvi_cfgen.CFGenModel.setup_anndata(train, categorical_covariate_keys=[LABEL])
+    if args.model is not None and args.model.exists():
+        model = scvi_cfgen.CFGenModel.load(args.model, adata=train)
+    else:
+        import scvi
+
+        scvi.settings.seed = seed
+        model = scvi_cfgen.CFGenModel(train)
+        start = time.perf_counter()
+        model.train(enable_progress_bar=False)
+        print(f"trained in {time.perf_counter() - start:.0f} s", flush=True)
+        model.save(args.out / "model", overwrite=True)
+    for stage in ("autoencoder", "flow"):
+        validation = model.history[f"validation_loss_{stage}"].iloc[:, 0]
+        print(
+            f"{stage}: {len(validation)} epochs, best validation loss {validation.min():.4g} at "
+            f"epoch {int(validation.to_numpy().argmin()) + 1}",
+            flush=True,
+        )
+    labels = test.obs[LABEL].astype(str).to_numpy()
+    rng = np.random.default_rng(seed)
+
+    generated = model.generate(conditions=pd.DataFrame({LABEL: labels}), seed=seed)
+    generated.obs[LABEL] = generated.obs[LABEL].astype(str)
+    z_test = encoded(model, test)
+    observed = np.asarray(test.X.sum(axis=1)).ravel()
+    train_log = np.log(np.asarray(train.X.sum(axis=1)).ravel())
+    train_labels = train.obs[LABEL].astype(str).to_numpy()
+    sampled = np.array(
+        [
+            np.exp(
+                rng.normal(
+                    train_log[train_labels == lab].mean(), train_log[train_labels == lab].std()
+                )
+            )
+            for lab in labels
+        ]
+    )
+    module = model.module
+    names = list(model.attribute_categories)
+    categories = list(model.attribute_categories[LABEL])
+    codes = torch.tensor([[categories.index(lab)] for lab in labels])
+    torch.manual_seed(seed)
+    with torch.inference_mode():
+        noise = torch.randn(len(labels), module.n_latent)
+        weights = torch.ones(len(labels), len(names))
+        size = module.size_factor_condition(torch.log(torch.as_tensor(sampled).float()))
+        flow_latents = module.sample_latent(noise, codes, weights, size).numpy()
+    shuffled_observed = observed.copy()
+    for lab in np.unique(labels):
+        where = np.flatnonzero(labels == lab)
+        shuffled_observed[where] = rng.permutation(observed[where])
+
+    sets = {
+        "generated": generated,
+        "reconstructed": decode(model, z_test, observed, labels, seed, train),
+        "reconstructed, sampled library": decode(model, z_test, sampled, labels, seed, train),
+        "flow latents, observed library": decode(
+            model, flow_latents, shuffled_observed, labels, seed, train
+        ),
+    }
+    tables = []
+    for name, cells in sets.items():
+        scores = metrics.evaluate(
+            test, cells, LABEL, reference=reference, floor=floor_pool, seed=seed
+        )
+        tables.append(scores.assign(generator=name))
+    scores = pd.concat(tables, ignore_index=True)
+    scores.to_csv(args.out / "scores.csv", index=False)
+    overall = scores[scores["label"] == "overall"]
+    floor = overall[overall["set"] == "floor"].iloc[:1].assign(generator="floor")
+    table = pd.concat([floor, overall[overall["set"] == "generated"]])
+    print(table.set_index("generator")[list(metrics.METRICS)].round(4).to_markdown())
+
+    z_train = encoded(model, train)
+    rows = []
+    for lab in np.unique(labels):
+        in_test = labels == lab
+        if in_test.sum() < 10:
+            continue
+        pool = np.flatnonzero(train_labels == lab)
+        same_size = rng.choice(pool, size=min(in_test.sum(), len(pool)), replace=False)
+        rows.append(
+            {
+                "label": lab,
+                "c2st generated latents": metrics.c2st_auc(z_test[in_test], flow_latents[in_test]),
+                "c2st training latents": metrics.c2st_auc(z_test[in_test], z_train[same_size]),
+            }
+        )
+    latent = pd.DataFrame(rows)
+    latent.loc[len(latent)] = ["overall", *latent.iloc[:, 1:].mean()]
+    latent.to_csv(args.out / "latent_c2st.csv", index=False)
+    print(latent.round(3).to_markdown(index=False))
+
+
+if __name__ == "__main__":
+    main()
