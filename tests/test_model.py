@@ -268,3 +268,41 @@ def test_training_history_plot(trained_marker_model):
     figure = scvi_cfgen.pl.training_history(model)
     assert len(figure.axes) == 2
     assert len(figure.axes[1].lines[0].get_xdata()) == 300
+
+
+@pytest.mark.parametrize("lr_dispersion", [1e-3, 1e-2])
+def test_dispersion_learns_at_its_own_rate(marker_adata, lr_dispersion):
+    CFGenModel.setup_anndata(marker_adata, categorical_covariate_keys=["cell_type"])
+    model = CFGenModel(marker_adata, **TINY)
+    model.train(
+        max_epochs_autoencoder=6,
+        max_epochs_flow=1,
+        batch_size=32,
+        early_stopping=False,
+        enable_progress_bar=False,
+        autoencoder_plan_kwargs={"lr_dispersion": lr_dispersion},
+    )
+    n_steps = 6 * int(np.ceil(0.9 * marker_adata.n_obs / 32))
+    moved = model.module.log_theta.detach().abs().max().item()
+    # Adam moves a parameter by at most about lr per step
+    assert moved <= 1.2 * n_steps * lr_dispersion
+    if lr_dispersion == 1e-2:
+        assert moved > 2 * n_steps * 1e-3  # more than the networks' rate could have moved it
+
+
+def test_autoencoder_plan_puts_dispersion_in_its_own_group(marker_adata):
+    from scvi_cfgen.train import AutoencoderTrainingPlan
+
+    CFGenModel.setup_anndata(marker_adata, categorical_covariate_keys=["cell_type"])
+    module = CFGenModel(marker_adata, **TINY).module
+    optimizer = AutoencoderTrainingPlan(module, lr_dispersion=0.05).configure_optimizers()[
+        "optimizer"
+    ]
+    networks, dispersion = optimizer.param_groups
+    assert dispersion["params"] == [module.log_theta]
+    assert dispersion["lr"] == 0.05
+    assert dispersion["weight_decay"] == 0.0
+    assert all(p is not module.log_theta for p in networks["params"])
+    assert networks["lr"] == 1e-3
+    with pytest.raises(ValueError, match="lr_dispersion"):
+        AutoencoderTrainingPlan(module, lr_dispersion=0)

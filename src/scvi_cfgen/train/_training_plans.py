@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from scvi.train import TrainingPlan
 
 
@@ -23,14 +24,43 @@ class _StageTrainingPlan(TrainingPlan):
 class AutoencoderTrainingPlan(_StageTrainingPlan):
     """Stage 1: the count autoencoder, with the module's negative binomial loss.
 
-    The velocity field is frozen. Defaults follow the paper: AdamW, learning rate 1e-3.
-    Other keyword arguments go to :class:`scvi.train.TrainingPlan`.
+    The velocity field is frozen. The networks follow the paper: AdamW, learning rate 1e-3.
+    The inverse dispersions get their own parameter group, at ``lr_dispersion`` and without
+    weight decay: Adam moves a parameter by about ``lr`` per step, and the log inverse dispersion
+    starts at 0 but belongs around 2-4 for most genes, so at 1e-3 it cannot get there in the few
+    hundred steps that a data set of a few thousand cells trains for (on PBMC3k it was still
+    within 1 +- 0.5 after 680 steps, and the over-dispersed counts were easy to tell from real
+    ones). Other keyword arguments go to :class:`scvi.train.TrainingPlan`.
     """
 
     stage = "autoencoder"
 
-    def __init__(self, module, *, optimizer: str = "AdamW", lr: float = 1e-3, **kwargs):
+    def __init__(
+        self,
+        module,
+        *,
+        optimizer: str = "AdamW",
+        lr: float = 1e-3,
+        lr_dispersion: float = 1e-2,
+        **kwargs,
+    ):
         super().__init__(module, optimizer=optimizer, lr=lr, **kwargs)
+        if lr_dispersion <= 0:
+            raise ValueError(f"`lr_dispersion` must be positive, got {lr_dispersion}.")
+        self.lr_dispersion = lr_dispersion
+
+    def configure_optimizers(self):
+        """Optimise the networks at ``lr`` and the inverse dispersions at ``lr_dispersion``."""
+        config = super().configure_optimizers()
+        optimizer = config["optimizer"]
+        dispersion = [self.module.log_theta] if self.module.log_theta.requires_grad else []
+        if dispersion and optimizer.__class__ in (torch.optim.Adam, torch.optim.AdamW):
+            group = optimizer.param_groups[0]
+            group["params"] = [p for p in group["params"] if p is not self.module.log_theta]
+            optimizer.add_param_group(
+                {"params": dispersion, "lr": self.lr_dispersion, "weight_decay": 0.0}
+            )
+        return config
 
 
 class FlowTrainingPlan(_StageTrainingPlan):
