@@ -230,6 +230,37 @@ def summarise(out: Path) -> str:
     return text
 
 
+def plot(out: Path) -> None:
+    """Figures of seed 0 (embedding, mean-variance, zeros) and of all scores against the floor."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from scvi_cfgen import pl
+
+    scores = pd.read_csv(out / "scores.csv")
+    pl.metrics_vs_floor(scores).savefig(out / "metrics_vs_floor.png", dpi=130)
+    _, test, reference, _ = split(scvi_cfgen.datasets.pbmc3k(), seed=0)
+    generated = {
+        GENERATORS[name].name: ad.read_h5ad(path)
+        for name in GENERATORS
+        if (path := out / f"generated_{name}_seed0.h5ad").exists()
+    }
+    if not generated:
+        return
+    pl.mean_variance(test, generated).savefig(out / "mean_variance.png", dpi=130)
+    pl.zeros_histogram(test, generated).savefig(out / "zeros.png", dpi=130)
+    projection = metrics.PCAProjection(reference.X, n_components=30, seed=0)
+    for name, cells in generated.items():
+        figure = pl.real_vs_generated_embedding(
+            projection.transform(test.X),
+            test.obs[LABEL],
+            projection.transform(cells.X),
+            cells.obs[LABEL],
+            title=f"{name}, seed 0: test cells vs generated",
+        )
+        figure.savefig(out / f"embedding_{name.split()[0].lower()}.png", dpi=110)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -243,6 +274,7 @@ def main() -> None:
         for seed in args.seeds:
             run_seed(adata, seed, args.generators, args.out)
     print(summarise(args.out))
+    plot(args.out)
 
 
 if __name__ == "__main__":
