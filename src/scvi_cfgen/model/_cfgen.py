@@ -604,10 +604,16 @@ class CFGenModel(TransferMixin, AugmentationMixin, BaseModelClass):
             _, generative_outputs = self.module.forward(tensors, compute_loss=False)
             yield tensors, generative_outputs["px"]
 
+    def _rna_var_names(self, adata) -> pd.Index:
+        """Gene names of ``adata`` (its RNA modality for a MuData model)."""
+        if self.modality_names is None:
+            return adata.var_names
+        return adata[self.modality_names[RNA]].var_names
+
     def _gene_mask(self, adata, gene_list) -> np.ndarray | slice:
         if gene_list is None:
             return slice(None)
-        names = self._validate_anndata(adata).var_names
+        names = self._rna_var_names(self._validate_anndata(adata))
         mask = np.asarray(names.isin(gene_list))
         if not mask.any():
             raise ValueError("None of the genes in `gene_list` are among the model's genes.")
@@ -673,7 +679,7 @@ class CFGenModel(TransferMixin, AugmentationMixin, BaseModelClass):
             return_numpy = True
         if return_numpy:
             return expression
-        return pd.DataFrame(expression, index=cells, columns=adata.var_names[mask])
+        return pd.DataFrame(expression, index=cells, columns=self._rna_var_names(adata)[mask])
 
     @torch.inference_mode()
     def posterior_predictive_sample(
