@@ -29,7 +29,9 @@ def row_sums(matrix, chunk_rows: int = _CHUNK_ROWS) -> np.ndarray:
     return sums
 
 
-def validate_counts(matrix, where: str) -> None:
+def validate_counts(
+    matrix, where: str, layer_argument: str = "layer", allow_empty_cells: bool = False
+) -> None:
     """Reject data that are not raw counts, chunk by chunk, without copying the matrix.
 
     Parameters
@@ -38,11 +40,17 @@ def validate_counts(matrix, where: str) -> None:
         Cells x features matrix: dense, scipy sparse or an h5py-backed dataset.
     where
         Name of the matrix in messages, e.g. ``"adata.X"`` or ``"adata.layers['counts']"``.
+    layer_argument
+        Name of the setup argument that selects the layer, for the suggested fix.
+    allow_empty_cells
+        Accept cells without counts (ATAC peaks: a cell may have no accessible peak in the
+        selected set, and peaks have no size factor).
 
     Raises
     ------
     ValueError
-        On NaN or infinite values, negative or non-integer values, or cells with no counts.
+        On NaN or infinite values, negative or non-integer values, or (unless allowed) cells with
+        no counts.
     """
     if matrix.shape[0] == 0 or matrix.shape[1] == 0:
         raise ValueError(
@@ -59,14 +67,17 @@ def validate_counts(matrix, where: str) -> None:
         if values.size and values.min() < 0:
             raise ValueError(
                 f"{where} contains negative values, so it does not hold raw counts. "
-                "Pass the raw count matrix (e.g. `layer='counts'`) instead of normalised data."
+                f"Pass the raw count matrix (e.g. `{layer_argument}='counts'`) instead of "
+                "normalised data."
             )
         if values.size and not np.array_equal(values, np.round(values)):
             raise ValueError(
                 f"{where} contains non-integer values, so it does not hold raw counts "
                 "(normalised or log-transformed data?). Pass the raw UMI counts, "
-                "e.g. `layer='counts'`."
+                f"e.g. `{layer_argument}='counts'`."
             )
+        if allow_empty_cells:
+            continue
         sums = np.asarray(chunk.sum(axis=1)).ravel()
         empty_cells.extend((start + np.flatnonzero(sums == 0)).tolist())
     if empty_cells:

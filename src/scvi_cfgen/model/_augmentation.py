@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import anndata as ad
+import mudata as md
 import numpy as np
 import pandas as pd
 import torch
@@ -46,7 +47,7 @@ class AugmentationMixin:
         seed: int | None = None,
         concatenate: bool = False,
         **generate_kwargs,
-    ) -> ad.AnnData:
+    ) -> ad.AnnData | md.MuData:
         """Generate cells that upsample rare categories, up to ``n_total`` cells in all.
 
         ``n_total`` minus the number of real cells (the registered AnnData, or the training cells
@@ -85,6 +86,11 @@ class AugmentationMixin:
             )
         if concatenate and self.adata is None:
             raise ValueError("`concatenate=True` needs the model's AnnData; load it with `adata`.")
+        if concatenate and self.modality_names is not None:
+            raise ValueError(
+                "`concatenate=True` is for models set up with `setup_anndata`; for a MuData "
+                "model concatenate each modality of the real and generated MuData yourself."
+            )
         rng = np.random.default_rng(seed)
         labels = rng.choice(
             probabilities.index.to_numpy(), size=int(n_total) - n_real, p=probabilities.to_numpy()

@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from typing import Literal
 
 import anndata as ad
+import mudata as md
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
@@ -21,7 +22,14 @@ from scvi.model.base import BaseModelClass
 from scvi.train import TrainRunner
 from scvi.utils import setup_anndata_dsp, track
 
-from scvi_cfgen._constants import CAT_COVS_KEY, SIZE_FACTOR_OBS_KEY, X_KEY
+from scvi_cfgen._constants import (
+    ATAC,
+    ATAC_X_KEY,
+    CAT_COVS_KEY,
+    RNA,
+    SIZE_FACTOR_OBS_KEY,
+    X_KEY,
+)
 from scvi_cfgen._validation import row_sums, validate_counts
 from scvi_cfgen.module import CFGenModule
 from scvi_cfgen.module._solvers import SolverBackend, SolverMethod, solver_options
@@ -29,6 +37,13 @@ from scvi_cfgen.train import AutoencoderTrainingPlan, FlowTrainingPlan
 
 from ._augmentation import AugmentationMixin
 from ._conditions import resolve_conditions, resolve_weights
+from ._multimodal import (
+    assemble_output,
+    build_mudata_manager,
+    check_attribute_columns,
+    feature_names,
+    registered_modalities,
+)
 from ._transfer import TransferMixin
 
 logger = logging.getLogger(__name__)
@@ -44,11 +59,15 @@ class CFGenModel(TransferMixin, AugmentationMixin, BaseModelClass):
     Trained in two stages by :meth:`train`; :meth:`generate` draws new cells as raw counts,
     conditioned on any subset of the registered attributes.
 
+    With a MuData registered by :meth:`setup_mudata` the model is multimodal (paper section 4.2):
+    RNA counts and ATAC peaks are encoded to one shared latent, decoded by a negative binomial
+    over genes and a Bernoulli over (binarised) peaks, and :meth:`generate` returns a MuData.
+
     Parameters
     ----------
     adata
-        AnnData registered with :meth:`setup_anndata`. ``None`` with ``registry`` (used by
-        :meth:`load`).
+        AnnData registered with :meth:`setup_anndata`, or MuData registered with
+        :meth:`setup_mudata`. ``None`` with ``registry`` (used by :meth:`load`).
     registry
         Registry of a saved model; only used by :meth:`load`.
     n_latent
@@ -78,6 +97,12 @@ class CFGenModel(TransferMixin, AugmentationMixin, BaseModelClass):
     coupling
         ``"independent"`` noise/latent pairs, or minibatch exact optimal-transport pairs
         (``"ot"``, POT), which keep each cell's attributes attached to it.
+    n_hidden_atac
+        ATAC encoder hidden sizes (decoder mirrored; paper: ``(1024, 512)``). Only used with
+        ATAC data from :meth:`setup_mudata`.
+    modality_weights
+        Weights of the reconstruction losses, e.g. ``{"rna": 1.0, "atac": 0.5}`` (default 1
+        each); keys are ``"rna"`` and ``"atac"`` whatever the modalities are called in the MuData.
 
     Examples
     --------
@@ -86,6 +111,17 @@ class CFGenModel(TransferMixin, AugmentationMixin, BaseModelClass):
     >>> model = scvi_cfgen.CFGenModel(adata)
     >>> model.train()
     >>> b_cells = model.generate(n_cells=500, conditions={"cell_type": "B"}, seed=0)
+
+    Multiome (RNA + ATAC):
+
+    >>> scvi_cfgen.CFGenModel.setup_mudata(
+    ...     mdata,
+    ...     categorical_covariate_keys=["cell_type"],
+    ...     modalities={"rna_layer": "rna", "atac_layer": "atac"},
+    ... )
+    >>> model = scvi_cfgen.CFGenModel(mdata)
+    >>> model.train()
+    >>> generated = model.generate(n_cells=1000, conditions={"cell_type": "B"}, seed=0)
     """
 
     _module_cls = CFGenModule
@@ -111,10 +147,33 @@ class CFGenModel(TransferMixin, AugmentationMixin, BaseModelClass):
         conditioning_scheme: Literal["single", "single_and_joint"] = "single",
         sigma_min: float = 1e-4,
         coupling: Literal["independent", "ot"] = "independent",
+        n_hidden_atac: Sequence[int] = (1024, 512),
+        modality_weights: Mapping[str, float] | None = None,
     ):
         super().__init__(adata, registry)
         attributes = self.attribute_categories
         names = list(attributes)
+        n_genes = int(self.summary_stats.get("n_vars", 0)) if self.has_rna else 0
+        n_peaks = int(self.summary_stats.get(f"n_{ATAC_X_KEY}", 0)) if self.has_atac else 0
+        weights = dict(modality_weights or {})
+        unknown = set(weights) - {RNA, ATAC}
+        if unknown:
+            raise ValueError(
+                f"`modality_weights` keys must be 'rna' and/or 'atac', got {sorted(unknown)}."
+            )
+        if any(not np.isfinite(w) or w < 0 for w in weights.values()):
+            raise ValueError(f"`modality_weights` must be non-negative numbers, got {weights}.")
+        if not self.has_rna:
+            if condition_on_size_factor or dispersion != "gene":
+                raise ValueError(
+                    "An ATAC-only model has no RNA library size or dispersion: use "
+                    "`condition_on_size_factor=False` and `dispersion='gene'`."
+                )
+            if size_factor_covariate not in (_AUTO, None):
+                raise ValueError(
+                    "An ATAC-only model has no size factor: leave out `size_factor_covariate`."
+                )
+            size_factor_covariate = None
 
         if dispersion not in ("gene", "gene-covariate"):
             raise ValueError(
@@ -146,7 +205,7 @@ class CFGenModel(TransferMixin, AugmentationMixin, BaseModelClass):
 
         self.size_factor_covariate = size_factor_covariate
         self.module = self._module_cls(
-            n_input=self.summary_stats.n_vars,
+            n_input=n_genes,
             n_categories_per_attribute=[len(c) for c in attributes.values()],
             n_latent=n_latent,
             n_hidden=tuple(n_hidden),
@@ -160,11 +219,22 @@ class CFGenModel(TransferMixin, AugmentationMixin, BaseModelClass):
             conditioning_scheme=conditioning_scheme,
             sigma_min=sigma_min,
             coupling=coupling,
+            n_input_atac=n_peaks,
+            n_hidden_atac=tuple(n_hidden_atac),
+            rna_weight=weights.get(RNA, 1.0),
+            atac_weight=weights.get(ATAC, 1.0),
         )
         if adata is not None:
-            self.var_names_ = [str(name) for name in adata.var_names]
+            if isinstance(adata, md.MuData):
+                self.var_names_ = feature_names(self.registry_, X_KEY)
+                self.peak_names_ = feature_names(self.registry_, ATAC_X_KEY)
+            else:
+                self.var_names_ = [str(name) for name in adata.var_names]
+        features = [f"{n_genes} genes"] if self.has_rna else []
+        if self.has_atac:
+            features.append(f"{n_peaks} peaks (ATAC encoder {tuple(n_hidden_atac)})")
         self._model_summary_string = (
-            f"CFGen model: {self.summary_stats.n_vars} genes, latent {n_latent}, encoder "
+            f"CFGen model: {' + '.join(features)}, latent {n_latent}, encoder "
             f"{tuple(n_hidden)}, attributes {names or 'none'}, size factor per "
             f"{size_factor_covariate or 'data set'}, dispersion {dispersion}, flow "
             f"{flow_n_blocks} x {flow_hidden_dim}."
@@ -208,18 +278,7 @@ class CFGenModel(TransferMixin, AugmentationMixin, BaseModelClass):
         keys = list(categorical_covariate_keys or [])
         if isinstance(categorical_covariate_keys, str):
             raise ValueError("`categorical_covariate_keys` must be a list of column names.")
-        for key in keys:
-            if key not in adata.obs:
-                raise ValueError(
-                    f"Attribute column {key!r} not found in adata.obs; columns are "
-                    f"{list(adata.obs.columns)}."
-                )
-            if adata.obs[key].isna().any():
-                raise ValueError(
-                    f"adata.obs[{key!r}] has missing values; fill or drop those cells first."
-                )
-        if len(set(keys)) != len(keys):
-            raise ValueError(f"`categorical_covariate_keys` has duplicates: {keys}.")
+        check_attribute_columns(adata.obs, keys, "adata.obs")
         fields = [
             LayerField(X_KEY, layer, is_count_data=True),
             CategoricalJointObsField(CAT_COVS_KEY, keys or None),
@@ -227,6 +286,93 @@ class CFGenModel(TransferMixin, AugmentationMixin, BaseModelClass):
         adata_manager = AnnDataManager(fields=fields, setup_method_args=setup_method_args)
         adata_manager.register_fields(adata, **kwargs)
         cls.register_manager(adata_manager)
+
+    @classmethod
+    def setup_mudata(
+        cls,
+        mdata: md.MuData,
+        rna_layer: str | None = None,
+        atac_layer: str | None = None,
+        categorical_covariate_keys: list[str] | None = None,
+        modalities: dict[str, str] | None = None,
+        **kwargs,
+    ):
+        """Register a multiome MuData: RNA counts and/or ATAC peaks, and the attributes.
+
+        RNA + ATAC, RNA only or ATAC only, selected by ``modalities``. Data are checked chunk by
+        chunk before any training, never densified: RNA must hold raw counts (no NaN, negative
+        or non-integer values, no empty cells); ATAC must hold non-negative integer peak counts
+        or 0/1 values. Peak counts are **binarised** (any count above zero is "accessible")
+        minibatch by minibatch for the Bernoulli likelihood, so fragment or read counts per peak
+        and 0/1 matrices give the same model. Every registered modality must hold the same cells
+        in the same order as the MuData.
+
+        Parameters
+        ----------
+        mdata
+            MuData with the modalities named in ``modalities``.
+        rna_layer
+            Layer of the RNA modality with raw counts; ``None`` for its ``X``.
+        atac_layer
+            Layer of the ATAC modality with peak counts or 0/1 values; ``None`` for its ``X``.
+        categorical_covariate_keys
+            Attribute columns to condition on (cell type, donor, batch...), in ``mdata.obs``
+            or, with ``modalities["categorical_covariate_keys"]``, in that modality's ``obs``.
+        modalities
+            Which modality each argument refers to, as in scvi-tools' MULTIVI, e.g.
+            ``{"rna_layer": "rna", "atac_layer": "atac", "categorical_covariate_keys": "rna"}``.
+            Leave out ``"rna_layer"`` or ``"atac_layer"`` for a single-modality model.
+        **kwargs
+            Passed to :meth:`~scvi.data.AnnDataManager.register_fields` (used by ``load``).
+
+        Examples
+        --------
+        >>> scvi_cfgen.CFGenModel.setup_mudata(
+        ...     mdata,
+        ...     categorical_covariate_keys=["cell_type"],
+        ...     modalities={"rna_layer": "rna", "atac_layer": "atac"},
+        ... )
+        """
+        setup_method_args = cls._get_setup_method_args(**locals())
+        adata_manager = build_mudata_manager(
+            mdata,
+            rna_layer,
+            atac_layer,
+            categorical_covariate_keys,
+            modalities,
+            setup_method_args,
+        )
+        adata_manager.register_fields(mdata, **kwargs)
+        cls.register_manager(adata_manager)
+
+    # ------------------------------------------------------------------ modalities
+    @property
+    def modality_names(self) -> dict[str, str] | None:
+        """Modality names of a MuData model, e.g. ``{"rna": "rna", "atac": "atac"}``.
+
+        Only registered modalities are listed; ``None`` for a model set up with
+        :meth:`setup_anndata` (RNA only).
+        """
+        return registered_modalities(self.registry_)
+
+    @property
+    def has_rna(self) -> bool:
+        """Whether the model has RNA counts (negative binomial)."""
+        names = self.modality_names
+        return names is None or RNA in names
+
+    @property
+    def has_atac(self) -> bool:
+        """Whether the model has ATAC peaks (Bernoulli)."""
+        names = self.modality_names
+        return names is not None and ATAC in names
+
+    def _require_rna(self, method: str) -> None:
+        if not self.has_rna:
+            raise ValueError(
+                f"`{method}` works on RNA counts, and this model has no RNA modality "
+                "(ATAC only). Use `generate` or `get_latent_representation`."
+            )
 
     # ------------------------------------------------------------------ attributes
     @property
@@ -384,7 +530,10 @@ class CFGenModel(TransferMixin, AugmentationMixin, BaseModelClass):
     def _fit_data_statistics(self, train_indices: np.ndarray) -> None:
         """Attribute frequencies and size-factor laws of the training cells only."""
         manager = self.adata_manager
-        libraries = row_sums(manager.get_from_registry(X_KEY))[train_indices]
+        if self.has_rna:
+            libraries = row_sums(manager.get_from_registry(X_KEY))[train_indices]
+        else:  # no RNA library: a placeholder the ATAC-only model never uses
+            libraries = np.ones(len(train_indices))
         n_attributes = len(self.attribute_categories)
         if n_attributes:
             all_codes = np.asarray(manager.get_from_registry(CAT_COVS_KEY))[train_indices]
@@ -408,7 +557,11 @@ class CFGenModel(TransferMixin, AugmentationMixin, BaseModelClass):
     def _encode(self, adata, indices, batch_size: int | None) -> torch.Tensor:
         self.module.eval()
         loader = self._make_data_loader(adata=adata, indices=indices, batch_size=batch_size)
-        latents = [self.module.encoder(batch[X_KEY].to(self.device)).cpu() for batch in loader]
+        latents = []
+        for batch in loader:
+            x, x_atac = (batch.get(key) for key in (X_KEY, ATAC_X_KEY))
+            x, x_atac = (None if t is None else t.to(self.device) for t in (x, x_atac))
+            latents.append(self.module.encode(x, x_atac).cpu())
         return torch.cat(latents)
 
     def get_latent_representation(
@@ -422,7 +575,8 @@ class CFGenModel(TransferMixin, AugmentationMixin, BaseModelClass):
         Parameters
         ----------
         adata
-            AnnData with the training genes; ``None`` for the registered one.
+            AnnData with the training genes, or MuData with the training modalities for a
+            multimodal model; ``None`` for the registered one.
         indices
             Cells to encode; ``None`` for all.
         batch_size
@@ -440,6 +594,7 @@ class CFGenModel(TransferMixin, AugmentationMixin, BaseModelClass):
     def _decoded_batches(self, adata, indices, batch_size, data_loader_kwargs=None):
         """Yield ``(tensors, NegativeBinomial)`` of observed cells, minibatch by minibatch."""
         self._check_if_trained(warn=False)
+        self._require_rna("get_normalized_expression/posterior_predictive_sample")
         adata = self._validate_anndata(adata)
         self.module.eval()
         loader = self._make_data_loader(
@@ -449,10 +604,16 @@ class CFGenModel(TransferMixin, AugmentationMixin, BaseModelClass):
             _, generative_outputs = self.module.forward(tensors, compute_loss=False)
             yield tensors, generative_outputs["px"]
 
+    def _rna_var_names(self, adata) -> pd.Index:
+        """Gene names of ``adata`` (its RNA modality for a MuData model)."""
+        if self.modality_names is None:
+            return adata.var_names
+        return adata[self.modality_names[RNA]].var_names
+
     def _gene_mask(self, adata, gene_list) -> np.ndarray | slice:
         if gene_list is None:
             return slice(None)
-        names = self._validate_anndata(adata).var_names
+        names = self._rna_var_names(self._validate_anndata(adata))
         mask = np.asarray(names.isin(gene_list))
         if not mask.any():
             raise ValueError("None of the genes in `gene_list` are among the model's genes.")
@@ -489,6 +650,7 @@ class CFGenModel(TransferMixin, AugmentationMixin, BaseModelClass):
         uses each cell's observed total counts). CFGen's latent is deterministic, so the
         ``n_samples`` draws are identical; its decoder is not conditioned on a batch, so
         ``transform_batch`` must be ``None``; only ``weights="uniform"`` is available.
+        Multimodal models return the RNA modality (an ATAC-only model raises ``ValueError``).
 
         Returns
         -------
@@ -517,7 +679,7 @@ class CFGenModel(TransferMixin, AugmentationMixin, BaseModelClass):
             return_numpy = True
         if return_numpy:
             return expression
-        return pd.DataFrame(expression, index=cells, columns=adata.var_names[mask])
+        return pd.DataFrame(expression, index=cells, columns=self._rna_var_names(adata)[mask])
 
     @torch.inference_mode()
     def posterior_predictive_sample(
@@ -535,7 +697,8 @@ class CFGenModel(TransferMixin, AugmentationMixin, BaseModelClass):
 
         Same signature and return type as :meth:`scvi.model.SCVI.posterior_predictive_sample`:
         each cell is encoded, decoded with its observed library size and negative binomial
-        counts are drawn. To generate new cells from noise, use :meth:`generate`.
+        counts are drawn. To generate new cells from noise, use :meth:`generate`. Multimodal
+        models sample the RNA modality (an ATAC-only model raises ``ValueError``).
 
         Returns
         -------
@@ -571,11 +734,12 @@ class CFGenModel(TransferMixin, AugmentationMixin, BaseModelClass):
         atol: float = 1e-5,
         solver_backend: SolverBackend = "torchdiffeq",
         progress_bar: bool = True,
-    ) -> ad.AnnData:
+    ) -> ad.AnnData | md.MuData:
         """Generate new cells as raw counts, conditioned on any subset of the attributes.
 
         Noise is integrated through the guided velocity field to latents, which are decoded to
-        a negative binomial and sampled; this streams in chunks of ``batch_size`` cells.
+        a negative binomial (RNA) and a Bernoulli (ATAC) and sampled; this streams in chunks of
+        ``batch_size`` cells.
 
         Parameters
         ----------
@@ -613,7 +777,11 @@ class CFGenModel(TransferMixin, AugmentationMixin, BaseModelClass):
         -------
         AnnData with sparse CSR integer counts, ``var`` = the training genes, and in ``obs`` the
         conditioned attributes (categorical, with the training categories) and the
-        ``size_factor`` used.
+        ``size_factor`` used. A model set up with :meth:`setup_mudata` returns a MuData with
+        its registered modalities under their names: RNA as CSR ``int32`` counts, ATAC as CSR
+        ``uint8`` 0/1 peaks (``var`` = the training peaks); the MuData's ``obs`` and each
+        modality's ``obs`` hold the attributes (and, with RNA, the ``size_factor``). Either
+        writes to ``.h5ad`` / ``.h5mu``.
         """
         self._check_if_trained(warn=False)
         solver_kwargs = solver_options(solver, n_steps, rtol, atol, solver_backend)
@@ -624,6 +792,8 @@ class CFGenModel(TransferMixin, AugmentationMixin, BaseModelClass):
         codes, n_cells = resolve_conditions(conditions, n_cells, attributes)
         given = (codes >= 0).any(axis=0)
         weights = resolve_weights(guidance_weights, given, attributes, conditions is not None)
+        if library_size is not None:
+            self._require_rna("library_size")
         libraries = self._check_library_size(library_size, n_cells)
 
         self.module.eval()
@@ -638,7 +808,9 @@ class CFGenModel(TransferMixin, AugmentationMixin, BaseModelClass):
             weights_t = torch.as_tensor(weights, dtype=torch.float32, device=device).expand(
                 n_cells, -1
             )
-            if libraries is None:
+            if not self.has_rna:
+                log_libraries = torch.zeros(n_cells, device=device)  # unused without RNA
+            elif libraries is None:
                 size_index = self.module.size_factor_attribute_index
                 size_codes = None if size_index is None else codes_t[:, size_index]
                 log_libraries = stats.sample_log_library(size_codes, n_cells)
@@ -660,29 +832,54 @@ class CFGenModel(TransferMixin, AugmentationMixin, BaseModelClass):
                         solver_kwargs,
                     )
                 )
-        counts = sp.vstack(chunks, format="csr") if chunks else sp.csr_matrix((0, self.n_genes))
         obs = pd.DataFrame(index=pd.Index([f"cfgen_{i}" for i in range(n_cells)]))
         conditioned = given if conditions is not None else weights > 0
         codes_np = codes_t.cpu().numpy()
         for k, name in enumerate(names):
             if conditioned[k]:
                 obs[name] = pd.Categorical.from_codes(codes_np[:, k], categories=attributes[name])
-        obs[SIZE_FACTOR_OBS_KEY] = np.exp(log_libraries.cpu().numpy())
-        generated = ad.AnnData(X=counts, obs=obs, var=pd.DataFrame(index=self.gene_names))
-        generated.uns["cfgen"] = {
-            "guidance_weights": {n: float(w) for n, w in zip(names, weights, strict=True)},
-            "solver": solver,
-            "seed": -1 if seed is None else int(seed),
+        if self.has_rna:
+            obs[SIZE_FACTOR_OBS_KEY] = np.exp(log_libraries.cpu().numpy())
+        uns = {
+            "cfgen": {
+                "guidance_weights": {n: float(w) for n, w in zip(names, weights, strict=True)},
+                "solver": solver,
+                "seed": -1 if seed is None else int(seed),
+            }
         }
-        return generated
+        return self._assemble(chunks, obs, uns)
 
-    def _generate_chunk(self, codes, weights, log_libraries, solver_kwargs) -> sp.csr_matrix:
+    def _generate_chunk(
+        self, codes, weights, log_libraries, solver_kwargs
+    ) -> dict[str, sp.csr_matrix]:
         module = self.module
         noise = torch.randn(codes.shape[0], module.n_latent, device=codes.device)
         size = module.size_factor_condition(log_libraries)
         z = module.sample_latent(noise, codes, weights, size, **solver_kwargs)
-        counts = module.sample_counts(z, log_libraries.exp(), module.dispersion_codes(codes))
-        return sp.csr_matrix(counts.cpu().numpy().astype(np.int32))
+        return self._sample_sparse(z, log_libraries.exp(), module.dispersion_codes(codes))
+
+    _OUTPUT_DTYPES = {RNA: np.int32, ATAC: np.uint8}
+
+    def _sample_sparse(self, z, library, dispersion_codes) -> dict[str, sp.csr_matrix]:
+        """Draw every modality for latents ``z`` as CSR matrices (int32 counts, uint8 0/1)."""
+        drawn = self.module.sample_modalities(z, library, dispersion_codes)
+        return {
+            role: sp.csr_matrix(values.cpu().numpy().astype(self._OUTPUT_DTYPES[role]))
+            for role, values in drawn.items()
+        }
+
+    def _assemble(
+        self, chunks: list[dict[str, sp.csr_matrix]], obs: pd.DataFrame, uns: dict
+    ) -> ad.AnnData | md.MuData:
+        """Stack per-chunk matrices into the output AnnData (or MuData, for MuData models)."""
+        var_names = {RNA: self.gene_names, ATAC: self.peak_names}
+        matrices = {
+            role: sp.vstack([chunk[role] for chunk in chunks], format="csr")
+            if chunks
+            else sp.csr_matrix((0, len(var_names[role])), dtype=self._OUTPUT_DTYPES[role])
+            for role in self.module.modalities
+        }
+        return assemble_output(matrices, obs, var_names, self.modality_names, uns)
 
     @staticmethod
     def _check_library_size(library_size, n_cells: int) -> np.ndarray | None:
@@ -702,8 +899,19 @@ class CFGenModel(TransferMixin, AugmentationMixin, BaseModelClass):
 
     @property
     def n_genes(self) -> int:
-        """Number of genes the model generates."""
-        return int(self.summary_stats.n_vars)
+        """Number of genes the model generates (0 for an ATAC-only model)."""
+        return int(self.module.n_input)
+
+    @property
+    def n_peaks(self) -> int:
+        """Number of ATAC peaks the model generates (0 without ATAC)."""
+        return int(self.module.n_input_atac)
+
+    @property
+    def peak_names(self) -> pd.Index:
+        """Names of the ATAC peaks the model generates, in training order."""
+        names = getattr(self, "peak_names_", None) or feature_names(self.registry_, ATAC_X_KEY)
+        return pd.Index(names or np.arange(self.n_peaks).astype(str))
 
     @property
     def gene_names(self) -> pd.Index:

@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import anndata as ad
+import mudata as md
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 import torch
 from scvi.utils import track
 
-from scvi_cfgen._constants import CAT_COVS_KEY, X_KEY
+from scvi_cfgen._constants import ATAC_X_KEY, CAT_COVS_KEY, X_KEY
 from scvi_cfgen.module._solvers import SolverBackend, SolverMethod, solver_options
 
 from ._conditions import encode_categories, resolve_weights
@@ -37,7 +37,7 @@ class TransferMixin:
         atol: float = 1e-5,
         solver_backend: SolverBackend = "torchdiffeq",
         progress_bar: bool = True,
-    ) -> ad.AnnData:
+    ) -> ad.AnnData | md.MuData:
         """Counterfactual cells: the same cells as if they had other attributes.
 
         Each cell is encoded, its latent is integrated backwards (t = 1 -> 0) through the guided
@@ -50,7 +50,8 @@ class TransferMixin:
         ----------
         adata
             Cells to transfer, with the training genes and attributes (``None``: the registered
-            AnnData).
+            AnnData); a MuData with the training modalities for a model set up with
+            :meth:`setup_mudata` (both modalities are encoded; RNA keeps each cell's library).
         to
             New categories, e.g. ``{"donor": "d2"}``; attributes not named keep their own.
         indices
@@ -70,7 +71,8 @@ class TransferMixin:
         -------
         AnnData of raw counts with the cells' ``obs`` in which the transferred attributes hold
         their new categories (the old ones in ``<attribute>_original``), and the transferred
-        latents in ``obsm['X_cfgen_transferred']``.
+        latents in ``obsm['X_cfgen_transferred']``. For a MuData model, a MuData laid out as
+        :meth:`generate`'s, with the latents in the MuData's ``obsm``.
         """
         self._check_if_trained(warn=False)
         solver_kwargs = solver_options(solver, n_steps, rtol, atol, solver_backend)
@@ -94,24 +96,25 @@ class TransferMixin:
         module = self.module.eval()
         device = self.device
         loader = self._make_data_loader(adata=adata, indices=indices, batch_size=batch_size)
-        counts, latents, devices = [], [], [device] if device.type == "cuda" else []
+        chunks, latents, devices = [], [], [device] if device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices, enabled=seed is not None):
             if seed is not None:
                 torch.manual_seed(seed)
             for tensors in track(
                 loader, description="Transferring cells", disable=not progress_bar
             ):
-                x = tensors[X_KEY].to(device)
+                x, x_atac = (tensors.get(key) for key in (X_KEY, ATAC_X_KEY))
+                x, x_atac = (None if t is None else t.to(device) for t in (x, x_atac))
                 source = tensors[CAT_COVS_KEY].to(device).long()
                 target = source.clone()
                 for index, code in targets.items():
                     target[:, index] = code
                 cell_weights = torch.as_tensor(weights, dtype=torch.float32, device=device)
-                cell_weights = cell_weights.expand(x.shape[0], -1)
-                library = x.sum(dim=1)
-                size = module.size_factor_condition(torch.log(library))
+                cell_weights = cell_weights.expand(source.shape[0], -1)
+                library = x.sum(dim=1) if x is not None else None
+                size = None if library is None else module.size_factor_condition(library.log())
                 noise = module.integrate_latent(
-                    module.encode_standardized(x),
+                    module.encode_standardized(x, x_atac),
                     source,
                     cell_weights,
                     size,
@@ -123,8 +126,7 @@ class TransferMixin:
                     noise, target, cell_weights, size, 0.0, 1.0, **solver_kwargs
                 )
                 z = module.unstandardize_latent(moved)
-                sampled = module.sample_counts(z, library, module.dispersion_codes(target))
-                counts.append(sp.csr_matrix(sampled.cpu().numpy().astype(np.int32)))
+                chunks.append(self._sample_sparse(z, library, module.dispersion_codes(target)))
                 latents.append(z.cpu().numpy())
 
         selected = np.arange(adata.n_obs) if indices is None else np.asarray(indices)
@@ -134,13 +136,13 @@ class TransferMixin:
             if name in obs:
                 obs[f"{name}_original"] = obs[name]
             obs[name] = pd.Categorical([to[name]] * len(obs), categories=attributes[name])
-        moved_cells = ad.AnnData(
-            X=sp.vstack(counts, format="csr"), obs=obs, var=pd.DataFrame(index=self.gene_names)
-        )
-        moved_cells.obsm[TRANSFERRED_LATENT_KEY] = np.concatenate(latents)
-        moved_cells.uns["cfgen_transfer"] = {
-            "to": {str(k): str(v) for k, v in to.items()},
-            "guidance_weights": {n: float(w) for n, w in zip(names, weights, strict=True)},
-            "solver": solver,
+        uns = {
+            "cfgen_transfer": {
+                "to": {str(k): str(v) for k, v in to.items()},
+                "guidance_weights": {n: float(w) for n, w in zip(names, weights, strict=True)},
+                "solver": solver,
+            }
         }
+        moved_cells = self._assemble(chunks, obs, uns)
+        moved_cells.obsm[TRANSFERRED_LATENT_KEY] = np.concatenate(latents)
         return moved_cells

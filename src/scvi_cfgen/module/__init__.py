@@ -3,7 +3,7 @@
 from ._cfgen import CFGenModule
 from ._data_statistics import DataStatistics
 from ._guidance import drop_conditions, guided_velocity
-from ._networks import CountDecoder, CountEncoder
+from ._networks import CountDecoder, CountEncoder, FusedEncoder
 from ._paths import LinearGaussianPath, ot_pair_noise
 from ._solvers import integrate
 from ._velocity import ResNetVelocityField
@@ -13,6 +13,7 @@ __all__ = [
     "CountDecoder",
     "CountEncoder",
     "DataStatistics",
+    "FusedEncoder",
     "LinearGaussianPath",
     "ResNetVelocityField",
     "drop_conditions",

@@ -40,6 +40,41 @@ class CountEncoder(nn.Module):
         return self.head(self.body(torch.log1p(counts)))
 
 
+class FusedEncoder(nn.Module):
+    """One encoder body per modality, concatenated and mapped by one linear layer to the latent.
+
+    The multimodal encoder of CFGen (paper section 4.2): each modality's ``log1p`` input goes
+    through its own ``Linear -> BatchNorm1d -> ELU`` stack; the outputs are concatenated and a
+    single linear layer maps them to the shared latent.
+
+    Parameters
+    ----------
+    n_inputs
+        Number of features of each modality, e.g. ``{"rna": 2000, "atac": 30000}``.
+    n_latent
+        Latent dimension.
+    n_hidden
+        Hidden sizes of each modality's body, e.g. ``{"rna": (512, 256), "atac": (1024, 512)}``.
+    """
+
+    def __init__(
+        self, n_inputs: dict[str, int], n_latent: int, n_hidden: dict[str, Sequence[int]]
+    ):
+        super().__init__()
+        self.bodies = nn.ModuleDict(
+            {name: mlp_blocks(n_in, n_hidden[name]) for name, n_in in n_inputs.items()}
+        )
+        n_fused = sum(
+            n_hidden[name][-1] if n_hidden[name] else n_in for name, n_in in n_inputs.items()
+        )
+        self.head = nn.Linear(n_fused, n_latent)
+
+    def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Encode a dict of raw (or binary) modality inputs (``log1p`` is applied here)."""
+        parts = [body(torch.log1p(inputs[name])) for name, body in self.bodies.items()]
+        return self.head(torch.cat(parts, dim=-1))
+
+
 class CountDecoder(nn.Module):
     """Decoder from a latent vector to per-feature logits (mirror of the encoder)."""
 
