@@ -53,12 +53,16 @@ class AutoencoderTrainingPlan(_StageTrainingPlan):
         """Optimise the networks at ``lr`` and the inverse dispersions at ``lr_dispersion``."""
         config = super().configure_optimizers()
         optimizer = config["optimizer"]
-        dispersion = [self.module.log_theta] if self.module.log_theta.requires_grad else []
-        if dispersion and optimizer.__class__ in (torch.optim.Adam, torch.optim.AdamW):
+        log_theta = getattr(self.module, "log_theta", None)  # absent without an RNA modality
+        if (
+            log_theta is not None
+            and log_theta.requires_grad
+            and isinstance(optimizer, torch.optim.Adam | torch.optim.AdamW)
+        ):
             group = optimizer.param_groups[0]
-            group["params"] = [p for p in group["params"] if p is not self.module.log_theta]
+            group["params"] = [p for p in group["params"] if p is not log_theta]
             optimizer.add_param_group(
-                {"params": dispersion, "lr": self.lr_dispersion, "weight_decay": 0.0}
+                {"params": [log_theta], "lr": self.lr_dispersion, "weight_decay": 0.0}
             )
         return config
 
