@@ -43,7 +43,6 @@ from pathlib import Path
 
 import mudata as md
 import numpy as np
-import ot
 import pandas as pd
 import scipy.sparse as sp
 import scvi
@@ -52,6 +51,7 @@ from scipy.spatial.distance import cdist
 from scvi.distributions import NegativeBinomial, ZeroInflatedNegativeBinomial
 
 import scvi_cfgen
+from scvi_cfgen import metrics
 from scvi_cfgen.metrics import (
     PCAProjection,
     TFIDFProjection,
@@ -123,22 +123,11 @@ def subset(mdata: md.MuData, cells: np.ndarray) -> md.MuData:
 
 # ---------------------------------------------------------------------- distances
 def mmd_unbiased(x: np.ndarray, y: np.ndarray, scale: float) -> float:
-    def kernel(a, b):
-        d2 = cdist(a, b, "sqeuclidean")
-        return sum(np.exp(-d2 / (2 * (f * scale) ** 2)) for f in (0.5, 1.0, 2.0))
-
-    kxx, kyy, kxy = kernel(x, x), kernel(y, y), kernel(x, y)
-    n, m = len(x), len(y)
-    return float(
-        (kxx.sum() - np.trace(kxx)) / (n * (n - 1))
-        + (kyy.sum() - np.trace(kyy)) / (m * (m - 1))
-        - 2 * kxy.mean()
+    """Unbiased MMD summed over RBF kernels of bandwidth 0.5, 1 and 2 x ``scale``."""
+    return sum(
+        metrics.rbf_mmd(x, y, gammas=[1.0 / (2 * (factor * scale) ** 2)])
+        for factor in (0.5, 1.0, 2.0)
     )
-
-
-def wasserstein2(x: np.ndarray, y: np.ndarray) -> float:
-    cost = ot.dist(x, y, metric="sqeuclidean")
-    return float(np.sqrt(ot.emd2(ot.unif(len(x)), ot.unif(len(y)), cost, numItermax=1_000_000)))
 
 
 def distances(reference, reference_labels, other, other_labels) -> dict[str, float]:
@@ -149,7 +138,7 @@ def distances(reference, reference_labels, other, other_labels) -> dict[str, flo
             continue
         scale = float(np.median(cdist(x, x)[np.triu_indices(len(x), 1)]))
         mmd.append(mmd_unbiased(x, y, scale))
-        w2.append(wasserstein2(x, y))
+        w2.append(metrics.wasserstein2(x, y))
     return {"mmd": float(np.mean(mmd)), "w2": float(np.mean(w2))}
 
 
