@@ -66,7 +66,7 @@ class NegativeBinomialSimulator:
     name = "NB simulator"
 
     def fit(self, train: ad.AnnData, seed: int) -> None:
-        self.genes = train
+        self.like = train
         self.library = log_normal_library(train)
         self.params = {}
         for label in train.obs[LABEL].unique():
@@ -80,7 +80,7 @@ class NegativeBinomialSimulator:
 
     def generate(self, labels: np.ndarray, seed: int) -> ad.AnnData:
         rng = np.random.default_rng(seed)
-        rows = np.zeros((len(labels), self.genes.n_vars), dtype=np.int64)
+        rows = np.zeros((len(labels), self.like.n_vars), dtype=np.int64)
         for label in np.unique(labels):
             where = np.flatnonzero(labels == label)
             mu_log, sd_log = self.library[label]
@@ -89,7 +89,7 @@ class NegativeBinomialSimulator:
             mean = library[:, None] * proportion[None, :]
             rate = rng.gamma(shape=theta[None, :], scale=mean / theta[None, :])
             rows[where] = rng.poisson(rate)
-        return as_counts(rows, self.genes, labels)
+        return as_counts(rows, self.like, labels)
 
 
 class SCVIGenerator:
@@ -108,13 +108,8 @@ class SCVIGenerator:
         self.model.train(enable_progress_bar=False, check_val_every_n_epoch=1)
         self.epochs = len(self.model.history["elbo_train"])
         self.library = log_normal_library(train)
-        self.codes = dict(
-            zip(
-                self.model.adata_manager.get_state_registry("batch").categorical_mapping,
-                range(10_000),
-                strict=False,
-            )
-        )
+        mapping = self.model.adata_manager.get_state_registry("batch").categorical_mapping
+        self.codes = {label: code for code, label in enumerate(mapping)}
 
     @torch.inference_mode()
     def generate(self, labels: np.ndarray, seed: int) -> ad.AnnData:
