@@ -151,8 +151,7 @@ def train_cfgen(train: md.MuData, args) -> scvi_cfgen.CFGenModel:
     )
     model = scvi_cfgen.CFGenModel(train)
     model.train(
-        max_epochs_autoencoder=args.max_epochs_autoencoder,
-        max_epochs_flow=args.max_epochs_flow,
+        max_epochs={"autoencoder": args.max_epochs_autoencoder, "flow": args.max_epochs_flow},
         enable_progress_bar=False,
     )
     return model

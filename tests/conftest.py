@@ -27,8 +27,7 @@ def trained_marker_model():
     scvi_cfgen.CFGenModel.setup_anndata(adata, categorical_covariate_keys=["cell_type", "batch"])
     model = scvi_cfgen.CFGenModel(adata, **{**TINY, "flow_hidden_dim": 64})
     model.train(
-        max_epochs_autoencoder=60,
-        max_epochs_flow=300,
+        max_epochs={"autoencoder": 60, "flow": 300},
         batch_size=32,
         early_stopping=False,
         enable_progress_bar=False,

@@ -14,8 +14,7 @@ def quick_model(adata, keys=("cell_type",), **kwargs):
     CFGenModel.setup_anndata(adata, categorical_covariate_keys=list(keys))
     model = CFGenModel(adata, **{**TINY, **kwargs})
     model.train(
-        max_epochs_autoencoder=2,
-        max_epochs_flow=2,
+        max_epochs={"autoencoder": 2, "flow": 2},
         batch_size=64,
         enable_progress_bar=False,
     )
@@ -148,18 +147,12 @@ def test_statistics_come_from_training_cells_only(trained_marker_model):
 def test_flow_training_leaves_the_encoder_untouched(marker_adata):
     CFGenModel.setup_anndata(marker_adata, categorical_covariate_keys=["cell_type"])
     model = CFGenModel(marker_adata, **TINY)
-    model.train(max_epochs_autoencoder=2, max_epochs_flow=1, enable_progress_bar=False)
+    model.train(max_epochs={"autoencoder": 2, "flow": 1}, enable_progress_bar=False)
     latent = model.get_latent_representation()
-    encoder_state = {k: v.clone() for k, v in model.module.encoder.state_dict().items()}
-    model._run_stage(
-        model._flow_plan_cls(model.module),
-        model._data_splitter_cls(model.adata_manager, batch_size=64),
-        3,
-        "cpu",
-        "auto",
-        {"enable_progress_bar": False},
-    )
-    for key, value in model.module.encoder.state_dict().items():
+    encoder = model.module.autoencoder.encoder
+    encoder_state = {k: v.clone() for k, v in encoder.state_dict().items()}
+    model.train_flow(max_epochs=3, batch_size=64, enable_progress_bar=False)
+    for key, value in encoder.state_dict().items():
         assert torch.equal(value, encoder_state[key]), key
     assert np.array_equal(model.get_latent_representation(), latent)
 
@@ -181,7 +174,7 @@ def test_no_validation_set_disables_early_stopping(marker_adata):
     model = CFGenModel(marker_adata, **TINY)
     with pytest.warns(UserWarning, match="early stopping and the flow"):
         model.train(
-            max_epochs_autoencoder=1, max_epochs_flow=1, train_size=1.0, enable_progress_bar=False
+            max_epochs={"autoencoder": 1, "flow": 1}, train_size=1.0, enable_progress_bar=False
         )
 
 
@@ -224,7 +217,7 @@ def test_per_category_dispersion_and_size_factor_conditioning(marker_adata):
         coupling="ot",
         conditioning_scheme="single_and_joint",
     )
-    assert model.module.log_theta.shape == (3, marker_adata.n_vars)
+    assert model.module.autoencoder.log_theta.shape == (3, marker_adata.n_vars)
     cells = model.generate(
         n_cells=20, conditions={"batch": "b1"}, seed=0, solver="euler", n_steps=4
     )
@@ -275,15 +268,14 @@ def test_dispersion_learns_at_its_own_rate(marker_adata, lr_dispersion):
     CFGenModel.setup_anndata(marker_adata, categorical_covariate_keys=["cell_type"])
     model = CFGenModel(marker_adata, **TINY)
     model.train(
-        max_epochs_autoencoder=6,
-        max_epochs_flow=1,
+        max_epochs={"autoencoder": 6, "flow": 1},
         batch_size=32,
         early_stopping=False,
         enable_progress_bar=False,
-        autoencoder_plan_kwargs={"lr_dispersion": lr_dispersion},
+        plan_kwargs={"autoencoder": {"lr_dispersion": lr_dispersion}},
     )
     n_steps = 6 * int(np.ceil(0.9 * marker_adata.n_obs / 32))
-    moved = model.module.log_theta.detach().abs().max().item()
+    moved = model.module.autoencoder.log_theta.detach().abs().max().item()
     # Adam moves a parameter by at most about lr per step
     assert moved <= 1.2 * n_steps * lr_dispersion
     if lr_dispersion == 1e-2:
@@ -295,14 +287,15 @@ def test_autoencoder_plan_puts_dispersion_in_its_own_group(marker_adata):
 
     CFGenModel.setup_anndata(marker_adata, categorical_covariate_keys=["cell_type"])
     module = CFGenModel(marker_adata, **TINY).module
+    log_theta = module.autoencoder.log_theta
     optimizer = AutoencoderTrainingPlan(module, lr_dispersion=0.05).configure_optimizers()[
         "optimizer"
     ]
     networks, dispersion = optimizer.param_groups
-    assert dispersion["params"] == [module.log_theta]
+    assert dispersion["params"] == [log_theta]
     assert dispersion["lr"] == 0.05
     assert dispersion["weight_decay"] == 0.0
-    assert all(p is not module.log_theta for p in networks["params"])
+    assert all(p is not log_theta for p in networks["params"])
     assert networks["lr"] == 1e-3
     with pytest.raises(ValueError, match="lr_dispersion"):
         AutoencoderTrainingPlan(module, lr_dispersion=0)

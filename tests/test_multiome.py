@@ -33,8 +33,7 @@ def quick_multiome_model(mdata, modalities, epochs: int = 2, **kwargs) -> CFGenM
     CFGenModel.setup_mudata(mdata, categorical_covariate_keys=["cell_type"], modalities=modalities)
     model = CFGenModel(mdata, **{**TINY_MULTIOME, **kwargs})
     model.train(
-        max_epochs_autoencoder=epochs,
-        max_epochs_flow=epochs,
+        max_epochs={"autoencoder": epochs, "flow": epochs},
         batch_size=64,
         enable_progress_bar=False,
     )
@@ -49,8 +48,7 @@ def trained_multiome():
     CFGenModel.setup_mudata(mdata, categorical_covariate_keys=["cell_type"], modalities=MULTIOME)
     model = CFGenModel(mdata, **TINY_MULTIOME)
     model.train(
-        max_epochs_autoencoder=40,
-        max_epochs_flow=150,
+        max_epochs={"autoencoder": 40, "flow": 150},
         batch_size=64,
         early_stopping=False,
         enable_progress_bar=False,
@@ -165,7 +163,7 @@ def test_rna_only_and_atac_only_mudata():
     generated = rna_only.generate(n_cells=10, seed=0, progress_bar=False)
     assert set(generated.mod) == {"rna"}
     assert generated["rna"].shape == (10, 100)
-    assert "decoder_atac" not in dict(rna_only.module.named_children())
+    assert "decoder_atac" not in dict(rna_only.module.autoencoder.named_children())
 
     mdata = small_multiome(n_cells=120)
     atac_only = quick_multiome_model(
@@ -199,7 +197,11 @@ def test_attributes_from_a_modality_obs():
 def test_rna_only_anndata_module_keeps_its_state_dict_keys():
     module = CFGenModule(n_input=20, n_categories_per_attribute=[3], n_latent=4, n_hidden=(8,))
     keys = set(module.state_dict())
-    assert {"encoder.head.weight", "decoder.head.weight", "log_theta"} <= keys
+    assert {
+        "autoencoder.encoder.head.weight",
+        "autoencoder.decoder.head.weight",
+        "autoencoder.log_theta",
+    } <= keys
     assert not any("atac" in key or "bodies" in key for key in keys)
     assert module.modalities == ("rna",)
 
@@ -224,7 +226,7 @@ def test_peak_counts_are_binarised_and_modalities_weighted():
     assert torch.allclose(losses["counts"].loss, losses["binary"].loss)
     parts = losses["counts"].reconstruction_loss
     assert set(parts) == {"reconstruction_loss_rna", "reconstruction_loss_atac"}
-    module.atac_weight = 0.0
+    module.autoencoder.atac_weight = 0.0
     _, _, rna_only = module({"X": x, "atac": peaks, "extra_categorical_covs": codes})
     assert torch.allclose(rna_only.loss, parts["reconstruction_loss_rna"].mean())
 
@@ -233,8 +235,8 @@ def test_modality_weights_are_checked():
     mdata = small_multiome(n_cells=60)
     CFGenModel.setup_mudata(mdata, categorical_covariate_keys=["cell_type"], modalities=MULTIOME)
     model = CFGenModel(mdata, **TINY_MULTIOME, modality_weights={"atac": 0.5})
-    assert model.module.atac_weight == 0.5
-    assert model.module.rna_weight == 1.0
+    assert model.module.autoencoder.atac_weight == 0.5
+    assert model.module.autoencoder.rna_weight == 1.0
     with pytest.raises(ValueError, match="'rna' and/or 'atac'"):
         CFGenModel(mdata, modality_weights={"protein": 1.0})
 
@@ -310,7 +312,7 @@ def test_setup_anndata_path_unchanged(marker_adata):
     assert model.has_rna
     assert not model.has_atac
     assert model.n_peaks == 0
-    assert isinstance(model.module.encoder, scvi_cfgen.module.CountEncoder)
+    assert isinstance(model.module.autoencoder.encoder, scvi_cfgen.module.CountEncoder)
 
 
 def test_synthetic_multiome_shapes():

@@ -74,8 +74,7 @@ def run_demo(
     model = CFGenModel(train)
     start = time.time()
     model.train(
-        max_epochs_autoencoder=max_epochs_autoencoder,
-        max_epochs_flow=max_epochs_flow,
+        max_epochs={"autoencoder": max_epochs_autoencoder, "flow": max_epochs_flow},
         accelerator=accelerator,
     )
     train_seconds = time.time() - start
@@ -147,15 +146,22 @@ def _parse_conditions(pairs: Sequence[str]) -> dict[str, str]:
     return conditions
 
 
+def _check_output_free(path: Path, overwrite: bool, flag: str = "--overwrite") -> None:
+    """Refuse, before any work, to replace an existing file or directory."""
+    if path.exists() and not overwrite:
+        kind = "directory" if path.is_dir() else "file"
+        raise ValueError(f"{path} already exists ({kind}); pass {flag} to replace it.")
+
+
 def _train(args: argparse.Namespace) -> None:
     from scvi_cfgen import CFGenModel
 
+    _check_output_free(args.model_dir, args.overwrite)
     adata = ad.read_h5ad(args.input)
     CFGenModel.setup_anndata(adata, layer=args.layer, categorical_covariate_keys=args.attributes)
     model = CFGenModel(adata, n_latent=args.n_latent)
     model.train(
-        max_epochs_autoencoder=args.max_epochs_autoencoder,
-        max_epochs_flow=args.max_epochs_flow,
+        max_epochs={"autoencoder": args.max_epochs_autoencoder, "flow": args.max_epochs_flow},
         accelerator=args.accelerator,
         batch_size=args.batch_size,
     )
@@ -166,6 +172,7 @@ def _train(args: argparse.Namespace) -> None:
 def _generate(args: argparse.Namespace) -> None:
     from scvi_cfgen import CFGenModel
 
+    _check_output_free(args.output, args.overwrite)
     model = CFGenModel.load(args.model_dir, accelerator=args.accelerator)
     if args.like is not None:
         reference = ad.read_h5ad(args.like, backed="r")
@@ -234,6 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--solver", default="dopri5")
     generate.add_argument("--n-steps", type=int, default=100)
     generate.add_argument("--accelerator", default="auto")
+    generate.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
     return parser
 
 

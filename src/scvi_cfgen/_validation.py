@@ -29,8 +29,27 @@ def row_sums(matrix, chunk_rows: int = _CHUNK_ROWS) -> np.ndarray:
     return sums
 
 
+def _bad_rows(chunk, bad_values: np.ndarray) -> np.ndarray:
+    """Row positions (within ``chunk``) of the entries flagged in ``bad_values``."""
+    if sp.issparse(chunk):
+        csr = sp.csr_matrix(chunk)
+        rows = np.repeat(np.arange(csr.shape[0]), np.diff(csr.indptr))
+        return np.unique(rows[bad_values])
+    return np.flatnonzero(np.asarray(bad_values).reshape(chunk.shape[0], -1).any(axis=1))
+
+
+def _name_cells(rows: list[int], cell_names) -> str:
+    shown = [repr(str(cell_names[r])) if cell_names is not None else str(r) for r in rows[:5]]
+    kind = "cells" if cell_names is not None else "row positions"
+    return f"{len(rows)} cell(s): {kind} {', '.join(shown)}{'...' if len(rows) > 5 else ''}"
+
+
 def validate_counts(
-    matrix, where: str, layer_argument: str = "layer", allow_empty_cells: bool = False
+    matrix,
+    where: str,
+    layer_argument: str = "layer",
+    allow_empty_cells: bool = False,
+    cell_names=None,
 ) -> None:
     """Reject data that are not raw counts, chunk by chunk, without copying the matrix.
 
@@ -45,6 +64,8 @@ def validate_counts(
     allow_empty_cells
         Accept cells without counts (ATAC peaks: a cell may have no accessible peak in the
         selected set, and peaks have no size factor).
+    cell_names
+        Names of the rows, used to name offending cells (row positions otherwise).
 
     Raises
     ------
@@ -56,34 +77,45 @@ def validate_counts(
         raise ValueError(
             f"{where} is empty ({matrix.shape[0]} cells x {matrix.shape[1]} features)."
         )
+    problems = {
+        "nan": (
+            "contains NaN or infinite values",
+            "CFGen models raw counts: remove or impute those entries first.",
+        ),
+        "negative": (
+            "contains negative values, so it does not hold raw counts",
+            f"Pass the raw count matrix (e.g. `{layer_argument}='counts'`) instead of "
+            "normalised data.",
+        ),
+        "fraction": (
+            "contains non-integer values, so it does not hold raw counts (normalised or "
+            "log-transformed data?)",
+            f"Pass the raw UMI counts, e.g. `{layer_argument}='counts'`.",
+        ),
+    }
+    bad: dict[str, list[int]] = {name: [] for name in problems}
     empty_cells: list[int] = []
     for start, chunk in _row_chunks(matrix):
         values = _values(chunk)
-        if not np.all(np.isfinite(values)):
-            raise ValueError(
-                f"{where} contains NaN or infinite values. CFGen models raw counts: "
-                "remove or impute those entries before calling setup."
-            )
-        if values.size and values.min() < 0:
-            raise ValueError(
-                f"{where} contains negative values, so it does not hold raw counts. "
-                f"Pass the raw count matrix (e.g. `{layer_argument}='counts'`) instead of "
-                "normalised data."
-            )
-        if values.size and not np.array_equal(values, np.round(values)):
-            raise ValueError(
-                f"{where} contains non-integer values, so it does not hold raw counts "
-                "(normalised or log-transformed data?). Pass the raw UMI counts, "
-                f"e.g. `{layer_argument}='counts'`."
-            )
+        finite = np.isfinite(values)
+        checks = {
+            "nan": ~finite,
+            "negative": finite & (values < 0),
+            "fraction": finite & (values != np.round(values)),
+        }
+        for name, flagged in checks.items():
+            if flagged.any():
+                bad[name].extend((start + _bad_rows(chunk, flagged)).tolist())
         if allow_empty_cells:
             continue
         sums = np.asarray(chunk.sum(axis=1)).ravel()
         empty_cells.extend((start + np.flatnonzero(sums == 0)).tolist())
+    for name, (problem, fix) in problems.items():
+        if bad[name]:
+            raise ValueError(f"{where} {problem} in {_name_cells(bad[name], cell_names)}. {fix}")
     if empty_cells:
-        shown = ", ".join(map(str, empty_cells[:5]))
         raise ValueError(
-            f"{where} has {len(empty_cells)} cell(s) with zero total counts (row positions "
-            f"{shown}{'...' if len(empty_cells) > 5 else ''}). Their size factor is undefined; "
-            "filter them first, e.g. `sc.pp.filter_cells(adata, min_counts=1)`."
+            f"{where} has zero total counts in {_name_cells(empty_cells, cell_names)}. Their "
+            "size factor is undefined; filter them first, e.g. "
+            "`sc.pp.filter_cells(adata, min_counts=1)`."
         )

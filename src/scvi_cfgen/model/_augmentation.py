@@ -27,13 +27,8 @@ class AugmentationMixin:
             raise ValueError(
                 f"Unknown attribute {label_key!r}; the model was trained with {list(attributes)}."
             )
-        stats = self.module.statistics
         index = list(attributes).index(label_key)
-        n_categories = len(attributes[label_key])
-        counts = torch.zeros(n_categories, dtype=torch.float64)
-        counts.index_add_(
-            0, stats.combinations[:, index].cpu(), stats.combination_counts.cpu().double()
-        )
+        counts = self.module.statistics.category_counts(index, len(attributes[label_key]))
         inverse = torch.where(counts > 0, 1.0 / counts.clamp_min(1), torch.zeros_like(counts))
         return pd.Series(
             (inverse / inverse.sum()).numpy(),

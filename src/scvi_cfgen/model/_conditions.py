@@ -134,3 +134,26 @@ def _positive(n: int) -> int:
     if int(n) != n or n < 1:
         raise ValueError(f"`n_cells` must be a positive integer, got {n!r}.")
     return int(n)
+
+
+def check_trained_categories(
+    codes: np.ndarray, attributes: Mapping[str, np.ndarray], statistics
+) -> None:
+    """Raise a ``ValueError`` for requested categories without training cells.
+
+    Their embeddings were never trained (an unused pandas category, or a category whose cells
+    all fell in the validation split), so cells generated from them would be noise.
+    """
+    for k, (name, categories) in enumerate(attributes.items()):
+        requested = np.unique(codes[:, k][codes[:, k] >= 0])
+        if requested.size == 0:
+            continue
+        counts = statistics.category_counts(k, len(categories)).numpy()
+        untrained = [str(categories[c]) for c in requested if counts[c] == 0]
+        if untrained:
+            trained = [str(c) for c, n in zip(categories, counts, strict=True) if n > 0]
+            raise ValueError(
+                f"No training cells had {name!r} = {_describe(untrained)}, so the model cannot "
+                f"generate {'it' if len(untrained) == 1 else 'them'}. Categories with training "
+                f"cells: {_describe(trained)}."
+            )

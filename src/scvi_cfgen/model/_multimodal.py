@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 
 import anndata as ad
 import mudata as md
+import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 from scvi.data import AnnDataManager, fields
@@ -17,17 +19,50 @@ from scvi_cfgen._validation import validate_counts
 LAYER_ARGUMENTS = {RNA: "rna_layer", ATAC: "atac_layer"}
 
 
+#: A numeric attribute column with more distinct values than this is refused as continuous.
+MAX_NUMERIC_CATEGORIES = 50
+
+
 def check_attribute_columns(obs: pd.DataFrame, keys: list[str], where: str) -> None:
-    """Raise a ``ValueError`` if an attribute column is missing, has NaN or is duplicated."""
+    """Check attribute columns before registration.
+
+    Raises a ``ValueError`` if a column is missing, has NaN, is duplicated, or is numeric with
+    non-integer values or more than :data:`MAX_NUMERIC_CATEGORIES` distinct values (a
+    continuous covariate, which would silently become one category per value). Warns, naming
+    them, about categories of a categorical column that no cell has: they get an embedding that
+    is never trained, and :meth:`~scvi_cfgen.CFGenModel.generate` refuses them.
+    """
     for key in keys:
         if key not in obs:
             raise ValueError(
                 f"Attribute column {key!r} not found in {where}; columns are {list(obs.columns)}."
             )
-        if obs[key].isna().any():
+        column = obs[key]
+        if column.isna().any():
             raise ValueError(
                 f"{where}[{key!r}] has missing values; fill or drop those cells first."
             )
+        if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
+            values = column.to_numpy()
+            n_distinct = column.nunique()
+            if (values != np.round(values)).any() or n_distinct > MAX_NUMERIC_CATEGORIES:
+                raise ValueError(
+                    f"{where}[{key!r}] is numeric with {n_distinct} distinct values, so it looks "
+                    "like a continuous covariate; CFGen conditions on categories only. If the "
+                    f"values are labels, cast them: `{where}[{key!r}] = "
+                    f"{where}[{key!r}].astype('category')`."
+                )
+        if isinstance(column.dtype, pd.CategoricalDtype):
+            used = set(column.cat.codes.unique())
+            unused = [c for i, c in enumerate(column.cat.categories) if i not in used]
+            if unused:
+                warnings.warn(
+                    f"{where}[{key!r}] has categories without cells: {unused}. They are "
+                    "registered but never trained, and generating them raises an error; drop "
+                    f"them with `{where}[{key!r}].cat.remove_unused_categories()`.",
+                    UserWarning,
+                    stacklevel=4,
+                )
     if len(set(keys)) != len(keys):
         raise ValueError(f"`categorical_covariate_keys` has duplicates: {keys}.")
 

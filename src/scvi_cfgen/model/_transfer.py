@@ -14,7 +14,9 @@ from scvi.utils import track
 from scvi_cfgen._constants import ATAC_X_KEY, CAT_COVS_KEY, X_KEY
 from scvi_cfgen.module._solvers import SolverBackend, SolverMethod, solver_options
 
-from ._conditions import encode_categories, resolve_weights
+from ._conditions import check_trained_categories, encode_categories, resolve_weights
+from ._model_state import require_stage
+from ._output import draw_observed, stack_output
 
 TRANSFERRED_LATENT_KEY = "X_cfgen_transferred"
 
@@ -74,7 +76,7 @@ class TransferMixin:
         latents in ``obsm['X_cfgen_transferred']``. For a MuData model, a MuData laid out as
         :meth:`generate`'s, with the latents in the MuData's ``obsm``.
         """
-        self._check_if_trained(warn=False)
+        require_stage(self, "flow", "transfer")
         solver_kwargs = solver_options(solver, n_steps, rtol, atol, solver_backend)
         attributes = self.attribute_categories
         if not to:
@@ -90,6 +92,10 @@ class TransferMixin:
                     f"{names or 'none'}. Register it in `setup_anndata` and retrain."
                 )
             targets[names.index(name)] = int(encode_categories(name, [value], attributes[name])[0])
+        target_codes = np.full((1, len(names)), -1, dtype=np.int64)
+        for index, code in targets.items():
+            target_codes[0, index] = code
+        check_trained_categories(target_codes, attributes, self.module.statistics)
         weights = resolve_weights(guidance_weights, np.ones(len(names), bool), attributes, False)
 
         adata = self._validate_anndata(adata)
@@ -126,7 +132,9 @@ class TransferMixin:
                     noise, target, cell_weights, size, 0.0, 1.0, **solver_kwargs
                 )
                 z = module.unstandardize_latent(moved)
-                chunks.append(self._sample_sparse(z, library, module.dispersion_codes(target)))
+                chunks.append(
+                    draw_observed(module.autoencoder, z, library, module.dispersion_codes(target))
+                )
                 latents.append(z.cpu().numpy())
 
         selected = np.arange(adata.n_obs) if indices is None else np.asarray(indices)
@@ -135,7 +143,9 @@ class TransferMixin:
             name = names[index]
             if name in obs:
                 obs[f"{name}_original"] = obs[name]
-            obs[name] = pd.Categorical([to[name]] * len(obs), categories=attributes[name])
+            obs[name] = pd.Categorical.from_codes(
+                np.full(len(obs), targets[index]), categories=attributes[name]
+            )
         uns = {
             "cfgen_transfer": {
                 "to": {str(k): str(v) for k, v in to.items()},
@@ -143,6 +153,8 @@ class TransferMixin:
                 "solver": solver,
             }
         }
-        moved_cells = self._assemble(chunks, obs, uns)
+        moved_cells = stack_output(
+            chunks, module.modalities, self.output_var_names, self.modality_names, obs, uns
+        )
         moved_cells.obsm[TRANSFERRED_LATENT_KEY] = np.concatenate(latents)
         return moved_cells

@@ -116,10 +116,15 @@ class DataStatistics(ResizableBufferMixin, nn.Module):
             codes[rows] = torch.where(missing[rows], self.combinations[draws], codes[rows])
         return codes
 
-    def sample_combinations(self, n: int) -> torch.Tensor:
-        """Draw ``n`` attribute combinations at their training frequencies."""
-        draws = torch.multinomial(self.combination_counts, n, replacement=True)
-        return self.combinations[draws]
+    def category_counts(self, attribute_index: int, n_categories: int) -> torch.Tensor:
+        """Training cells of each category of one attribute, ``(n_categories,)`` float64."""
+        counts = torch.zeros(n_categories, dtype=torch.float64)
+        counts.index_add_(
+            0,
+            self.combinations[:, attribute_index].cpu(),
+            self.combination_counts.cpu().double(),
+        )
+        return counts
 
     def sample_log_library(self, size_factor_codes: torch.Tensor | None, n: int) -> torch.Tensor:
         """Draw log library sizes from the (per-category) log-normal law."""

@@ -6,10 +6,20 @@ import torch
 from scvi.train import TrainingPlan
 
 
+def _minibatch_size(batch: dict) -> int:
+    return next(iter(batch.values())).shape[0]
+
+
 class _StageTrainingPlan(TrainingPlan):
     """A :class:`~scvi.train.TrainingPlan` that puts the module in one training stage."""
 
     stage: str
+
+    def training_step(self, batch, batch_idx):
+        """Skip a one-cell minibatch (BatchNorm cannot train on it), otherwise train as scvi."""
+        if _minibatch_size(batch) < 2:
+            return None
+        return super().training_step(batch, batch_idx)
 
     def on_fit_start(self) -> None:
         """Enter this plan's stage (freezes the other half of the module)."""
@@ -53,7 +63,8 @@ class AutoencoderTrainingPlan(_StageTrainingPlan):
         """Optimise the networks at ``lr`` and the inverse dispersions at ``lr_dispersion``."""
         config = super().configure_optimizers()
         optimizer = config["optimizer"]
-        log_theta = getattr(self.module, "log_theta", None)  # absent without an RNA modality
+        autoencoder = getattr(self.module, "autoencoder", self.module)
+        log_theta = getattr(autoencoder, "log_theta", None)  # absent without an RNA modality
         if (
             log_theta is not None
             and log_theta.requires_grad
@@ -101,9 +112,42 @@ class FlowTrainingPlan(_StageTrainingPlan):
             lr_patience=lr_patience,
             lr_factor=lr_factor,
             lr_min=lr_min,
+            lr_scheduler_metric=kwargs.pop("lr_scheduler_metric", "flow_matching_loss_validation"),
             **kwargs,
         )
 
     def forward(self, tensors, loss_kwargs=None, **kwargs):
         """Flow matching loss in scvi's ``(inference, generative, loss)`` output format."""
         return {}, {}, self.module.flow_loss(tensors)
+
+    def _log_flow_loss(self, loss: torch.Tensor, split: str, n_cells: int) -> None:
+        for name in (f"{split}_loss", f"flow_matching_loss_{split}"):
+            self.log(
+                name,
+                loss,
+                on_step=False,
+                on_epoch=True,
+                prog_bar=name == f"{split}_loss",
+                batch_size=n_cells,
+                sync_dist=self.use_sync_dist,
+            )
+
+    def training_step(self, batch, batch_idx):
+        """One optimiser step on the flow matching loss (logged without ELBO names)."""
+        n_cells = _minibatch_size(batch)
+        if n_cells < 2:
+            return None
+        loss = self.module.flow_loss(batch).loss
+        self._log_flow_loss(loss, "train", n_cells)
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        """Flow matching loss of validation cells, with common random numbers."""
+        loss = self.module.flow_loss(batch).loss
+        self._log_flow_loss(loss, "validation", _minibatch_size(batch))
+
+    def on_train_epoch_end(self) -> None:
+        """Log the learning rate (it is reduced on plateaus)."""
+        optimizer = self.trainer.optimizers[0] if self.trainer.optimizers else None
+        if optimizer is not None:
+            self.log("lr", optimizer.param_groups[0]["lr"], on_epoch=True, on_step=False)

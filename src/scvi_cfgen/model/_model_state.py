@@ -1,0 +1,49 @@
+"""What a model has been trained for, and encoding cells with it (shared by its mixins)."""
+
+from __future__ import annotations
+
+import torch
+
+from scvi_cfgen._constants import ATAC_X_KEY, X_KEY
+
+
+def trained_stages(model) -> list[str]:
+    """Stages that finished training, in order: ``[]``, ``["autoencoder"]`` or both."""
+    stages = getattr(model, "trained_stages_", None)
+    if stages is None:  # saved by scvi-cfgen 0.1, which trained both stages or none
+        return ["autoencoder", "flow"] if getattr(model, "is_trained_", False) else []
+    return list(stages)
+
+
+def require_stage(model, stage: str, method: str) -> None:
+    """Raise a ``ValueError`` naming ``method`` if ``stage`` has not finished training."""
+    if stage in trained_stages(model):
+        return
+    done = trained_stages(model)
+    how = "`train()`" if not done else "`train_flow()`"
+    raise ValueError(
+        f"`{method}` needs a trained {stage}, and this model's trained stages are "
+        f"{done or 'none'}. Call {how} first."
+    )
+
+
+def require_rna(model, method: str) -> None:
+    """Raise a ``ValueError`` if the model has no RNA modality."""
+    if not model.has_rna:
+        raise ValueError(
+            f"`{method}` works on RNA counts, and this model has no RNA modality "
+            "(ATAC only). Use `generate` or `get_latent_representation`."
+        )
+
+
+@torch.inference_mode()
+def encode_cells(model, adata, indices, batch_size: int | None) -> torch.Tensor:
+    """Encoder latents of cells of a validated ``adata`` (on the CPU), minibatch by minibatch."""
+    model.module.eval()
+    loader = model._make_data_loader(adata=adata, indices=indices, batch_size=batch_size)
+    latents = []
+    for batch in loader:
+        x, x_atac = (batch.get(key) for key in (X_KEY, ATAC_X_KEY))
+        x, x_atac = (None if t is None else t.to(model.device) for t in (x, x_atac))
+        latents.append(model.module.encode(x, x_atac).cpu())
+    return torch.cat(latents)

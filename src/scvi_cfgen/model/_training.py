@@ -1,0 +1,459 @@
+"""Training CFGen's two stages with scvi-tools' ``train`` signature and machinery."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import warnings
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+from scvi.dataloaders import DataSplitter
+from scvi.model._utils import get_max_epochs_heuristic, use_distributed_sampler
+from scvi.train import TrainRunner
+from scvi.train._config import merge_kwargs
+
+from scvi_cfgen._constants import CAT_COVS_KEY, X_KEY
+from scvi_cfgen._validation import row_sums
+from scvi_cfgen.module._cfgen import TRAINING_STAGES
+from scvi_cfgen.train import AutoencoderTrainingPlan, FlowTrainingPlan
+
+from ._model_state import encode_cells, trained_stages
+
+logger = logging.getLogger(__name__)
+
+#: Early-stopping patience (epochs) of both stages unless ``early_stopping_patience`` is given.
+DEFAULT_EARLY_STOPPING_PATIENCE = 20
+#: The flow's default budget aims at about this many optimiser steps (50 to 1,000 epochs).
+FLOW_TARGET_STEPS = 10_000
+_LEGACY_EPOCHS = {"max_epochs_autoencoder": "autoencoder", "max_epochs_flow": "flow"}
+_LEGACY_PLANS = {"autoencoder_plan_kwargs": "autoencoder", "flow_plan_kwargs": "flow"}
+
+
+def per_stage(value, name: str) -> dict[str, object]:
+    """``{"autoencoder": ..., "flow": ...}`` from one value for both or a mapping by stage.
+
+    A mapping whose keys are all stage names is read per stage (missing stages get ``None``);
+    any other value (including another mapping, e.g. plan keyword arguments) applies to both.
+    """
+    if isinstance(value, Mapping) and value and set(value) <= set(TRAINING_STAGES):
+        return {stage: value.get(stage) for stage in TRAINING_STAGES}
+    if isinstance(value, Mapping) and set(value) & set(TRAINING_STAGES):
+        raise ValueError(
+            f"`{name}` mixes stage names {sorted(set(value) & set(TRAINING_STAGES))} with "
+            f"other keys {sorted(set(value) - set(TRAINING_STAGES))}: give either one value for "
+            "both stages or a mapping {'autoencoder': ..., 'flow': ...}."
+        )
+    return dict.fromkeys(TRAINING_STAGES, value)
+
+
+def check_budget(max_epochs, stage: str) -> int | None:
+    """``None`` (the default budget) or a positive integer number of epochs."""
+    if max_epochs is None:
+        return None
+    if isinstance(max_epochs, bool) or int(max_epochs) != max_epochs or max_epochs < 1:
+        raise ValueError(
+            f"`max_epochs` of the {stage} stage must be a positive integer, got {max_epochs!r} "
+            "(0 would leave the stage untrained, -1 would train without end). Leave it out for "
+            "the default budget."
+        )
+    return int(max_epochs)
+
+
+class TrainingMixin:
+    """Adds :meth:`train`, :meth:`train_autoencoder` and :meth:`train_flow` to the model."""
+
+    _data_splitter_cls = DataSplitter
+    _autoencoder_plan_cls = AutoencoderTrainingPlan
+    _flow_plan_cls = FlowTrainingPlan
+    _train_runner_cls = TrainRunner
+
+    def train(
+        self,
+        max_epochs: int | Mapping[str, int] | None = None,
+        accelerator: str = "auto",
+        devices: int | list[int] | str = "auto",
+        train_size: float | None = None,
+        validation_size: float | None = None,
+        shuffle_set_split: bool = True,
+        load_sparse_tensor: bool = False,
+        batch_size: int = 256,
+        early_stopping: bool = True,
+        datasplitter_kwargs: dict | None = None,
+        plan_config: Mapping | None = None,
+        plan_kwargs: Mapping | None = None,
+        datamodule=None,
+        trainer_config: Mapping | None = None,
+        **trainer_kwargs,
+    ) -> None:
+        """Train the count autoencoder, then the latent flow on the frozen encoder.
+
+        The signature is scvi-tools' (:meth:`scvi.model.base.UnsupervisedTrainingMixin.train`).
+        Both stages run through :class:`~scvi.train.TrainRunner` on one train/validation split,
+        so ``accelerator``, ``devices`` and Lightning strategies work as for any scvi-tools
+        model. Size-factor laws and attribute frequencies come from the training cells only.
+        To train one stage, use :meth:`train_autoencoder` or :meth:`train_flow`.
+
+        A stage that fails or is interrupted leaves the model as it was before that stage:
+        stages that finished stay trained (:attr:`trained_stages`), with their history.
+
+        Parameters
+        ----------
+        max_epochs
+            Epochs per stage: one number for both, or ``{"autoencoder": n, "flow": m}``.
+            Defaults: the autoencoder takes scvi-tools' heuristic
+            (``min(400, 400 * 20000 / n_cells)``); the flow enough epochs for about 10,000
+            optimiser steps, between 50 and 1,000. Early stopping usually ends both sooner.
+        accelerator, devices
+            Passed to Lightning (``"auto"`` uses a GPU when there is one).
+        train_size, validation_size
+            Fractions of cells for training and validation. ``None`` (the default) is scvi's:
+            90 % training, and a last minibatch of 1-2 cells is moved to validation.
+        shuffle_set_split
+            Whether the split is random (otherwise sequential).
+        load_sparse_tensor
+            Load sparse minibatches as sparse tensors (scvi-tools, experimental).
+        batch_size
+            Minibatch size of both stages (paper: 256).
+        early_stopping
+            Stop each stage when its validation loss has not improved for
+            ``early_stopping_patience`` epochs (a trainer keyword, default 20).
+        datasplitter_kwargs
+            Keyword arguments of :class:`~scvi.dataloaders.DataSplitter`.
+        plan_config, plan_kwargs
+            Keyword arguments of the training plans
+            (:class:`~scvi_cfgen.train.AutoencoderTrainingPlan`,
+            :class:`~scvi_cfgen.train.FlowTrainingPlan`): one mapping for both stages, e.g.
+            ``{"lr": 1e-3}``, or one per stage, ``{"autoencoder": {...}, "flow": {...}}``.
+            ``plan_kwargs`` takes precedence over ``plan_config``.
+        datamodule
+            Not supported yet (out-of-core data modules are planned); must be ``None``.
+        trainer_config
+            Configuration of :class:`~scvi.train.Trainer`; ``trainer_kwargs`` take precedence.
+        **trainer_kwargs
+            Passed to :class:`~scvi.train.Trainer` for both stages (e.g.
+            ``early_stopping_patience``, ``enable_progress_bar``). The names of scvi-cfgen 0.1
+            (``max_epochs_autoencoder``, ``max_epochs_flow``, ``autoencoder_plan_kwargs``,
+            ``flow_plan_kwargs``) still work and warn.
+
+        Examples
+        --------
+        >>> model.train()  # both stages, default budgets
+        >>> model.train(max_epochs={"autoencoder": 100, "flow": 400}, plan_kwargs={"lr": 1e-3})
+        """
+        epochs, plans = self._stage_settings(max_epochs, plan_config, plan_kwargs, trainer_kwargs)
+        splitter = self._training_split(
+            train_size,
+            validation_size,
+            shuffle_set_split,
+            load_sparse_tensor,
+            batch_size,
+            datasplitter_kwargs,
+            datamodule,
+            trainer_kwargs,
+        )
+        self._fit_data_statistics(np.asarray(splitter.train_idx))
+        for stage in TRAINING_STAGES:
+            self._run_stage(
+                stage,
+                splitter,
+                epochs[stage],
+                plans[stage],
+                accelerator,
+                devices,
+                early_stopping,
+                trainer_config,
+                trainer_kwargs,
+            )
+
+    def train_autoencoder(
+        self,
+        max_epochs: int | None = None,
+        accelerator: str = "auto",
+        devices: int | list[int] | str = "auto",
+        train_size: float | None = None,
+        validation_size: float | None = None,
+        shuffle_set_split: bool = True,
+        load_sparse_tensor: bool = False,
+        batch_size: int = 256,
+        early_stopping: bool = True,
+        datasplitter_kwargs: dict | None = None,
+        plan_config: Mapping | None = None,
+        plan_kwargs: Mapping | None = None,
+        datamodule=None,
+        trainer_config: Mapping | None = None,
+        **trainer_kwargs,
+    ) -> None:
+        """Train only the count autoencoder (stage 1); arguments as in :meth:`train`.
+
+        A new train/validation split is drawn and the data statistics are refitted on its
+        training cells. A flow trained before no longer matches the new latents, so the model
+        then needs :meth:`train_flow` before it can generate.
+        """
+        epochs, plans = self._stage_settings(max_epochs, plan_config, plan_kwargs, trainer_kwargs)
+        splitter = self._training_split(
+            train_size,
+            validation_size,
+            shuffle_set_split,
+            load_sparse_tensor,
+            batch_size,
+            datasplitter_kwargs,
+            datamodule,
+            trainer_kwargs,
+        )
+        self._fit_data_statistics(np.asarray(splitter.train_idx))
+        self._run_stage(
+            "autoencoder",
+            splitter,
+            epochs["autoencoder"],
+            plans["autoencoder"],
+            accelerator,
+            devices,
+            early_stopping,
+            trainer_config,
+            trainer_kwargs,
+        )
+
+    def train_flow(
+        self,
+        max_epochs: int | None = None,
+        accelerator: str = "auto",
+        devices: int | list[int] | str = "auto",
+        train_size: float | None = None,
+        validation_size: float | None = None,
+        shuffle_set_split: bool = True,
+        load_sparse_tensor: bool = False,
+        batch_size: int = 256,
+        early_stopping: bool = True,
+        datasplitter_kwargs: dict | None = None,
+        plan_config: Mapping | None = None,
+        plan_kwargs: Mapping | None = None,
+        datamodule=None,
+        trainer_config: Mapping | None = None,
+        **trainer_kwargs,
+    ) -> None:
+        """Train (or re-train) only the latent flow on the trained, frozen autoencoder.
+
+        Arguments as in :meth:`train`. The flow reuses the autoencoder's train/validation split
+        when this session trained it on the same data (``train_size`` and ``validation_size``
+        are then ignored); otherwise, e.g. after :meth:`load`, a new split is drawn. Useful to
+        try another flow budget, learning rate or coupling on a fixed autoencoder (the flow's
+        weights start from where they are).
+        """
+        if "autoencoder" not in trained_stages(self):
+            raise ValueError(
+                "The autoencoder is not trained yet: call `train()` (both stages) or "
+                "`train_autoencoder()` before `train_flow()`."
+            )
+        epochs, plans = self._stage_settings(max_epochs, plan_config, plan_kwargs, trainer_kwargs)
+        external = self._previous_split()
+        splitter = self._training_split(
+            None if external else train_size,
+            None if external else validation_size,
+            shuffle_set_split,
+            load_sparse_tensor,
+            batch_size,
+            {
+                **(datasplitter_kwargs or {}),
+                **({"external_indexing": external} if external else {}),
+            },
+            datamodule,
+            trainer_kwargs,
+        )
+        self._run_stage(
+            "flow",
+            splitter,
+            epochs["flow"],
+            plans["flow"],
+            accelerator,
+            devices,
+            early_stopping,
+            trainer_config,
+            trainer_kwargs,
+        )
+
+    # ------------------------------------------------------------------ helpers
+    @staticmethod
+    def _stage_settings(max_epochs, plan_config, plan_kwargs, trainer_kwargs):
+        epochs = {
+            stage: check_budget(value, stage)
+            for stage, value in per_stage(max_epochs, "max_epochs").items()
+        }
+        configs = per_stage(plan_config, "plan_config")
+        plans = {
+            stage: dict(merge_kwargs(configs[stage], kwargs or {}, name="plan"))
+            for stage, kwargs in per_stage(plan_kwargs, "plan_kwargs").items()
+        }
+        for old, stage in _LEGACY_EPOCHS.items():
+            if old in trainer_kwargs:
+                warnings.warn(
+                    f"`{old}` is deprecated; use `max_epochs={{'{stage}': n}}`.",
+                    FutureWarning,
+                    stacklevel=3,
+                )
+                epochs[stage] = check_budget(trainer_kwargs.pop(old), stage)
+        for old, stage in _LEGACY_PLANS.items():
+            if old in trainer_kwargs:
+                warnings.warn(
+                    f"`{old}` is deprecated; use `plan_kwargs={{'{stage}': {{...}}}}`.",
+                    FutureWarning,
+                    stacklevel=3,
+                )
+                plans[stage].update(trainer_kwargs.pop(old) or {})
+        return epochs, plans
+
+    def _previous_split(self) -> list[np.ndarray] | None:
+        indices = [getattr(self, f"{name}_indices", None) for name in ("train", "validation")]
+        if indices[0] is None or self.adata is None:
+            return None
+        every = np.concatenate([np.asarray(i) for i in indices if i is not None])
+        if every.size and every.max() >= self.adata.n_obs:
+            return None
+        test = getattr(self, "test_indices", None)
+        return [np.asarray(i if i is not None else []) for i in (*indices, test)]
+
+    def _training_split(
+        self,
+        train_size,
+        validation_size,
+        shuffle_set_split,
+        load_sparse_tensor,
+        batch_size,
+        datasplitter_kwargs,
+        datamodule,
+        trainer_kwargs,
+    ) -> DataSplitter:
+        if datamodule is not None:
+            raise ValueError(
+                "`datamodule` is not supported by CFGenModel yet; register an AnnData or MuData "
+                "(backed h5ad works) with `setup_anndata`/`setup_mudata` instead."
+            )
+        if self.adata_manager is None:
+            raise ValueError("This model has no registered AnnData; load it with `adata=...`.")
+        if int(batch_size) != batch_size or batch_size < 2:
+            raise ValueError("`batch_size` must be an integer of at least 2 (BatchNorm).")
+        splitter = self._data_splitter_cls(
+            self.adata_manager,
+            train_size=train_size,
+            validation_size=validation_size,
+            shuffle_set_split=shuffle_set_split,
+            load_sparse_tensor=load_sparse_tensor,
+            batch_size=int(batch_size),
+            distributed_sampler=use_distributed_sampler(trainer_kwargs.get("strategy")),
+            **{"drop_last": False, **(datasplitter_kwargs or {})},
+        )
+        splitter.setup()
+        if len(splitter.train_idx) < 2:
+            raise ValueError(
+                f"The training split has {len(splitter.train_idx)} cell(s); CFGen needs at "
+                "least 2. Use more cells or a larger `train_size`."
+            )
+        return splitter
+
+    def _run_stage(
+        self,
+        stage,
+        splitter,
+        max_epochs,
+        plan_kwargs,
+        accelerator,
+        devices,
+        early_stopping,
+        trainer_config,
+        trainer_kwargs,
+    ) -> None:
+        """Train one stage; on any failure restore the module and state from before it."""
+        n_train = len(splitter.train_idx)
+        steps_per_epoch = math.ceil(n_train / splitter.data_loader_kwargs["batch_size"])
+        if max_epochs is None:
+            max_epochs = (
+                get_max_epochs_heuristic(n_train)
+                if stage == "autoencoder"
+                else int(min(1000, max(50, math.ceil(FLOW_TARGET_STEPS / steps_per_epoch))))
+            )
+        kwargs = dict(trainer_kwargs)
+        plan_kwargs = dict(plan_kwargs)
+        if splitter.n_val == 0:
+            if early_stopping:
+                warnings.warn(
+                    "No validation cells (train_size=1.0): early stopping and the flow's "
+                    "learning-rate schedule on validation loss are off.",
+                    UserWarning,
+                    stacklevel=3,
+                )
+            early_stopping = False
+            if stage == "flow":
+                plan_kwargs.setdefault("reduce_lr_on_plateau", False)
+        kwargs.setdefault("early_stopping", early_stopping)
+        kwargs.setdefault("early_stopping_monitor", "validation_loss")
+        kwargs.setdefault("early_stopping_patience", DEFAULT_EARLY_STOPPING_PATIENCE)
+        kwargs.setdefault("check_val_every_n_epoch", 1 if splitter.n_val > 0 else None)
+        plan_cls = self._autoencoder_plan_cls if stage == "autoencoder" else self._flow_plan_cls
+        plan = plan_cls(self.module, **plan_kwargs)
+
+        before = {
+            "state": copy.deepcopy(self.module.state_dict()),
+            "history": self.history_,
+            "stages": list(trained_stages(self)),
+        }
+        kept = [s for s in before["stages"] if s != stage and stage != "autoencoder"]
+        self.trained_stages_, self.is_trained_, self.history_ = kept, False, None
+        logger.info("Training the %s (%d epochs at most).", stage, max_epochs)
+        try:
+            self._train_runner_cls(
+                self,
+                training_plan=plan,
+                data_splitter=splitter,
+                max_epochs=max_epochs,
+                accelerator=accelerator,
+                devices=devices,
+                trainer_config=trainer_config,
+                **kwargs,
+            )()
+        except BaseException:
+            self.module.load_state_dict(before["state"])
+            self.trained_stages_ = before["stages"]
+            self.is_trained_ = "flow" in before["stages"]
+            self.history_ = before["history"]
+            self.module.eval()
+            raise
+        if stage == "autoencoder":
+            self._fit_latent_statistics(np.asarray(splitter.train_idx))
+        previous = {
+            key: frame
+            for key, frame in (before["history"] or {}).items()
+            if stage == "flow" and not key.endswith("_flow")
+        }
+        self.history_ = {
+            **previous,
+            **{f"{name}_{stage}": frame for name, frame in (self.history_ or {}).items()},
+        }
+        self.trained_stages_ = [*kept, stage]
+        self.is_trained_ = "flow" in self.trained_stages_
+        self.module.eval()
+
+    def _fit_data_statistics(self, train_indices: np.ndarray) -> None:
+        """Attribute frequencies and size-factor laws of the training cells only."""
+        manager = self.adata_manager
+        if self.has_rna:
+            libraries = row_sums(manager.get_from_registry(X_KEY))[train_indices]
+        else:  # no RNA library: a placeholder the ATAC-only model never uses
+            libraries = np.ones(len(train_indices))
+        if self.attribute_categories:
+            all_codes = np.asarray(manager.get_from_registry(CAT_COVS_KEY))[train_indices]
+        else:
+            all_codes = np.zeros((len(train_indices), 0))
+        codes = torch.as_tensor(all_codes, dtype=torch.long).reshape(len(train_indices), -1)
+        size_index = self.module.size_factor_attribute_index
+        self.module.statistics.fit_attributes_and_sizes(
+            codes,
+            torch.log(torch.as_tensor(libraries)),
+            None if size_index is None else codes[:, size_index],
+        )
+
+    @torch.inference_mode()
+    def _fit_latent_statistics(self, train_indices: np.ndarray) -> None:
+        latent = encode_cells(self, self.adata, train_indices, None)
+        self.module.statistics.fit_latent(latent.mean(dim=0), latent.std(dim=0))
