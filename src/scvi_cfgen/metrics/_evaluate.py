@@ -10,6 +10,8 @@ import numpy as np
 import pandas as pd
 from sklearn.base import ClassifierMixin
 
+from scvi_cfgen._validation import validate_counts
+
 from ._classifiers import c2st_auc, knn_f1
 from ._counts import _log_moment_errors, zeros_wasserstein
 from ._distances import DEFAULT_MMD_GAMMAS, linear_mmd, rbf_mmd, wasserstein2
@@ -35,7 +37,9 @@ def _counts(adata: ad.AnnData, layer: str | None):
     return adata.X if layer is None else adata.layers[layer]
 
 
-def _check_inputs(named: dict[str, ad.AnnData | None], label_key: str | None, layer) -> None:
+def _check_inputs(
+    named: dict[str, ad.AnnData | None], label_key: str | None, layer, counts: bool = True
+) -> None:
     genes = named["real"].var_names
     for name, adata in named.items():
         if adata is None:
@@ -53,6 +57,14 @@ def _check_inputs(named: dict[str, ad.AnnData | None], label_key: str | None, la
             )
         if label_key is not None and name != "reference" and label_key not in adata.obs:
             raise ValueError(f"`{name}.obs` has no column {label_key!r} (`label_key`).")
+        if counts:
+            try:
+                validate_counts(_counts(adata, layer), f"`{name}`", allow_empty_cells=True)
+            except ValueError as error:
+                raise ValueError(
+                    f"{error} `evaluate` normalises and log-transforms raw counts itself; if "
+                    "the data are deliberately not counts, pass `counts=False`."
+                ) from None
 
 
 def _labels(adata: ad.AnnData, label_key: str | None) -> np.ndarray:
@@ -162,6 +174,7 @@ def evaluate(
     c2st_classifier: ClassifierMixin | None = None,
     layer: str | None = None,
     seed: int = 0,
+    counts: bool = True,
 ) -> pd.DataFrame:
     """Score generated cells against real cells, per label, optionally next to a real floor.
 
@@ -217,6 +230,10 @@ def evaluate(
         Layer holding raw counts in every AnnData (default ``X``).
     seed
         Seed of subsampling, the floor sample and cross-validation folds.
+    counts
+        The inputs hold raw counts (the default): negative, non-integer or NaN values raise a
+        ``ValueError``. ``False`` scores whatever the matrices hold (they are still normalised
+        and log-transformed).
 
     Returns
     -------
@@ -227,6 +244,7 @@ def evaluate(
         {"real": real, "generated": generated, "reference": reference, "floor": floor},
         label_key,
         layer,
+        counts,
     )
     if min_cells < 2:
         raise ValueError(f"`min_cells` must be at least 2, got {min_cells}.")

@@ -97,7 +97,8 @@ class TrainingMixin:
         To train one stage, use :meth:`train_autoencoder` or :meth:`train_flow`.
 
         A stage that fails or is interrupted leaves the model as it was before that stage:
-        stages that finished stay trained (:attr:`trained_stages`), with their history.
+        stages that finished stay trained (:attr:`trained_stages`), with their history, and a
+        failed re-training of a fully trained model restores that model.
 
         Parameters
         ----------
@@ -154,19 +155,33 @@ class TrainingMixin:
             datamodule,
             trainer_kwargs,
         )
+        previous = None
+        if "flow" in trained_stages(self):  # a working model: keep it if re-training fails
+            previous = (copy.deepcopy(self.module.state_dict()), self.history_)
         self._fit_data_statistics(np.asarray(splitter.train_idx))
-        for stage in TRAINING_STAGES:
-            self._run_stage(
-                stage,
-                splitter,
-                epochs[stage],
-                plans[stage],
-                accelerator,
-                devices,
-                early_stopping,
-                trainer_config,
-                trainer_kwargs,
-            )
+        try:
+            for stage in TRAINING_STAGES:
+                self._run_stage(
+                    stage,
+                    splitter,
+                    epochs[stage],
+                    plans[stage],
+                    accelerator,
+                    devices,
+                    early_stopping,
+                    trainer_config,
+                    trainer_kwargs,
+                )
+        except BaseException:
+            if previous is not None:
+                self.module.load_state_dict(previous[0])
+                self.history_, self.trained_stages_, self.is_trained_ = (
+                    previous[1],
+                    [*TRAINING_STAGES],
+                    True,
+                )
+                self.module.eval()
+            raise
 
     def train_autoencoder(
         self,
