@@ -311,3 +311,57 @@ def test_flow_validation_loss_uses_common_random_numbers():
     assert torch.equal(first, second)  # same cells, same draws, every validation pass
     module.train()
     assert not torch.equal(module.flow_loss(batch).loss, module.flow_loss(batch).loss)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"coupling": "sinkhorn"}, "coupling"),
+        ({"p_uncond": 1.0}, "p_uncond"),
+        ({"conditioning_scheme": "joint"}, "conditioning_scheme"),
+        ({"sigma_min": -0.1}, "sigma_min"),
+        ({"dispersion_attribute_index": 5}, "dispersion_attribute_index"),
+        ({"n_latent": 0}, "n_latent"),
+    ],
+)
+def test_module_parts_validate_their_own_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        make_module(**kwargs)
+
+
+def test_guided_velocity_module_is_built_once_and_matches_eq_10():
+    from scvi_cfgen.module import GuidedVelocity
+
+    torch.manual_seed(0)
+    field = ResNetVelocityField(4, [3, 2], hidden_dim=16, condition_dim=8)
+    z, t = torch.randn(6, 4), torch.tensor(0.3)
+    codes = torch.stack([torch.arange(6) % 3, torch.arange(6) % 2], dim=1)
+    weights = torch.tensor([[1.5, 0.5]]).expand(6, -1)
+    null = torch.tensor([3, 2])
+    guided = GuidedVelocity(field, codes, weights, null)
+    assert guided.n_blocks == 3  # null (coefficient 1 - 2 = -1) and both attributes
+    v_null = field(z, t.expand(6), null.expand(6, -1))
+    v0 = field(z, t.expand(6), torch.stack([codes[:, 0], null[1].expand(6)], dim=1))
+    v1 = field(z, t.expand(6), torch.stack([null[0].expand(6), codes[:, 1]], dim=1))
+    expected = v_null + 1.5 * (v0 - v_null) + 0.5 * (v1 - v_null)
+    assert torch.allclose(guided(t, z), expected, atol=1e-5)
+    assert torch.allclose(guided(t, z), guided_velocity(field, z, t, codes, weights, null))
+
+
+def test_state_dicts_of_the_single_class_module_still_load():
+    module = make_module()
+    legacy = {}
+    for key, value in module.state_dict().items():
+        for new, old in (
+            ("autoencoder.log_theta", "log_theta"),
+            ("autoencoder.", ""),
+            ("flow.velocity_field.", "velocity_field."),
+        ):
+            if key.startswith(new):
+                key = old + key[len(new) :]
+                break
+        legacy[key] = value.clone()
+    fresh = make_module()
+    fresh.load_state_dict(legacy)
+    for key, value in module.state_dict().items():
+        assert torch.equal(fresh.state_dict()[key], value), key
