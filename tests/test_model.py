@@ -192,6 +192,17 @@ def test_scvi_dropins(trained_marker_model):
     values = several.todense()
     assert (values >= 0).all()
     assert np.array_equal(values, np.round(values))
+    averaged = model.get_normalized_expression(
+        indices=np.arange(12),
+        library_size=1e4,
+        gene_list=["gene0", "gene7"],
+        n_samples=3,
+        return_mean=True,
+    )
+    assert averaged.shape == (12, 2)
+    assert list(averaged.columns) == ["gene0", "gene7"]
+    assert isinstance(model.posterior_predictive_sample(n_samples=2), sparse.GCXS)
+    assert model.posterior_predictive_sample(n_samples=2).shape == (adata.n_obs, adata.n_vars, 2)
     expression = model.get_normalized_expression(indices=np.arange(12))
     assert isinstance(expression, pd.DataFrame)
     assert list(expression.index) == list(adata.obs_names[:12])

@@ -21,6 +21,7 @@ from scvi_cfgen.module._cfgen import TRAINING_STAGES
 from scvi_cfgen.train import AutoencoderTrainingPlan, FlowTrainingPlan
 
 from ._model_state import encode_cells, trained_stages
+from ._training_arguments import check_budget, legacy_arguments, per_stage
 
 logger = logging.getLogger(__name__)
 
@@ -28,38 +29,6 @@ logger = logging.getLogger(__name__)
 DEFAULT_EARLY_STOPPING_PATIENCE = 20
 #: The flow's default budget aims at about this many optimiser steps (50 to 1,000 epochs).
 FLOW_TARGET_STEPS = 10_000
-_LEGACY_EPOCHS = {"max_epochs_autoencoder": "autoencoder", "max_epochs_flow": "flow"}
-_LEGACY_PLANS = {"autoencoder_plan_kwargs": "autoencoder", "flow_plan_kwargs": "flow"}
-
-
-def per_stage(value, name: str) -> dict[str, object]:
-    """``{"autoencoder": ..., "flow": ...}`` from one value for both or a mapping by stage.
-
-    A mapping whose keys are all stage names is read per stage (missing stages get ``None``);
-    any other value (including another mapping, e.g. plan keyword arguments) applies to both.
-    """
-    if isinstance(value, Mapping) and value and set(value) <= set(TRAINING_STAGES):
-        return {stage: value.get(stage) for stage in TRAINING_STAGES}
-    if isinstance(value, Mapping) and set(value) & set(TRAINING_STAGES):
-        raise ValueError(
-            f"`{name}` mixes stage names {sorted(set(value) & set(TRAINING_STAGES))} with "
-            f"other keys {sorted(set(value) - set(TRAINING_STAGES))}: give either one value for "
-            "both stages or a mapping {'autoencoder': ..., 'flow': ...}."
-        )
-    return dict.fromkeys(TRAINING_STAGES, value)
-
-
-def check_budget(max_epochs, stage: str) -> int | None:
-    """``None`` (the default budget) or a positive integer number of epochs."""
-    if max_epochs is None:
-        return None
-    if isinstance(max_epochs, bool) or int(max_epochs) != max_epochs or max_epochs < 1:
-        raise ValueError(
-            f"`max_epochs` of the {stage} stage must be a positive integer, got {max_epochs!r} "
-            "(0 would leave the stage untrained, -1 would train without end). Leave it out for "
-            "the default budget."
-        )
-    return int(max_epochs)
 
 
 class TrainingMixin:
@@ -301,22 +270,7 @@ class TrainingMixin:
             stage: dict(merge_kwargs(configs[stage], kwargs or {}, name="plan"))
             for stage, kwargs in per_stage(plan_kwargs, "plan_kwargs").items()
         }
-        for old, stage in _LEGACY_EPOCHS.items():
-            if old in trainer_kwargs:
-                warnings.warn(
-                    f"`{old}` is deprecated; use `max_epochs={{'{stage}': n}}`.",
-                    FutureWarning,
-                    stacklevel=3,
-                )
-                epochs[stage] = check_budget(trainer_kwargs.pop(old), stage)
-        for old, stage in _LEGACY_PLANS.items():
-            if old in trainer_kwargs:
-                warnings.warn(
-                    f"`{old}` is deprecated; use `plan_kwargs={{'{stage}': {{...}}}}`.",
-                    FutureWarning,
-                    stacklevel=3,
-                )
-                plans[stage].update(trainer_kwargs.pop(old) or {})
+        legacy_arguments(trainer_kwargs, epochs, plans)
         return epochs, plans
 
     def _previous_split(self) -> list[np.ndarray] | None:
