@@ -126,8 +126,8 @@ def main(outdir: Path) -> None:
     codes = torch.tensor([[1, 1]]).expand(256, -1)
     with torch.no_grad():
         guided = module.guided_field(codes, torch.zeros(256, 2))(torch.tensor(0.4), z)
-        unconditional = module.velocity_field(
-            z, torch.full((256,), 0.4), module.null_codes.expand(256, -1)
+        unconditional = module.flow.velocity_field(
+            z, torch.full((256,), 0.4), module.flow.null_codes.expand(256, -1)
         )
     results["zero_weights_max_abs_difference"] = float((guided - unconditional).abs().max())
 

@@ -45,7 +45,7 @@ def decode(model, z: np.ndarray, library: np.ndarray, labels, seed: int, like):
     if module.dispersion_attribute_index is not None:
         categories = list(model.attribute_categories[names[module.dispersion_attribute_index]])
         codes = torch.tensor([categories.index(label) for label in labels])
-    counts = module.sample_counts(
+    counts = module.autoencoder.sample_counts(
         torch.as_tensor(z, dtype=torch.float32), torch.as_tensor(library).float(), codes
     )
     return as_counts(counts.numpy(), like, np.asarray(labels))
