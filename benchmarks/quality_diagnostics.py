@@ -1,5 +1,6 @@
-"""Which part of CFGen limits the quality scores on PBMC3k: the autoencoder, the size factors or
-the latent flow? Uses the split of ``benchmarks/quality.py`` (seed 0 by default).
+"""Which part of CFGen limits the quality scores: the autoencoder, the size factors or the latent
+flow? Runs on any case of ``benchmarks/generalisation.py`` (default PBMC3k) with the split of
+``benchmarks/quality.py`` (seed 0 by default).
 
 Scores against the test cells, with the same floor and PC space as the benchmark:
 
@@ -12,9 +13,12 @@ Scores against the test cells, with the same floor and PC space as the benchmark
   cells of the same type.
 
 and, in the latent space itself, c2st of generated latents vs encoded test latents next to
-encoded training latents vs encoded test latents.
+encoded training latents vs encoded test latents. It also compares the fitted NB inverse
+dispersions with the NB simulator's per-label moment estimates (median over genes of the
+log ratio) and the generated library sizes with the real ones (quantiles).
 
-Run: ``python benchmarks/quality_diagnostics.py [--seed 0] [--model DIR] [--out DIR]``.
+Run: ``python benchmarks/quality_diagnostics.py [--case pbmc3k] [--seed 0] [--model DIR]
+[--out DIR]``.
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from quality import LABEL, as_counts, split
+from generalisation import CASES, load_case
+from quality import LABEL, NegativeBinomialSimulator, as_counts, split
 
 import scvi_cfgen
 from scvi_cfgen import metrics
@@ -53,15 +58,17 @@ def decode(model, z: np.ndarray, library: np.ndarray, labels, seed: int, like):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--case", default="pbmc3k", choices=CASES)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--model", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=Path("benchmark_output/quality_diagnostics"))
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     seed = args.seed
-    adata = scvi_cfgen.datasets.pbmc3k()
+    adata = load_case(args.case)
     train, test, reference, floor_pool = split(adata, seed)
-    scvi_cfgen.CFGenModel.setup_anndata(train, categorical_covariate_keys=[LABEL])
+    attributes = [LABEL, "batch"] if "batch" in train.obs else [LABEL]
+    scvi_cfgen.CFGenModel.setup_anndata(train, categorical_covariate_keys=attributes)
     if args.model is not None and args.model.exists():
         model = scvi_cfgen.CFGenModel.load(args.model, adata=train)
     else:
@@ -154,6 +161,35 @@ def main() -> None:
     latent.loc[len(latent)] = ["overall", *latent.iloc[:, 1:].mean()]
     latent.to_csv(args.out / "latent_c2st.csv", index=False)
     print(latent.round(3).to_markdown(index=False))
+
+    simulator = NegativeBinomialSimulator()
+    simulator.fit(train, seed)
+    log_theta = module.autoencoder.log_theta.detach().numpy()
+    theta_rows = []
+    for lab in np.unique(labels):
+        proportion, theta = simulator.params[lab]
+        expressed = proportion * np.exp(simulator.library[lab][0]) > 0.1
+        row = log_theta[categories.index(lab)] if log_theta.shape[0] > 1 else log_theta[0]
+        theta_rows.append(
+            {
+                "label": lab,
+                "genes (mean > 0.1)": int(expressed.sum()),
+                "median log(theta_model / theta_moments)": float(
+                    np.median(row[expressed] - np.log(theta[expressed]))
+                ),
+            }
+        )
+    print(pd.DataFrame(theta_rows).round(3).to_markdown(index=False))
+    quantiles = [0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99]
+    libraries = pd.DataFrame(
+        {
+            "real test": np.quantile(observed, quantiles),
+            "generated": np.quantile(generated.obs["size_factor"], quantiles),
+            "generated (counts)": np.quantile(np.asarray(generated.X.sum(axis=1)), quantiles),
+        },
+        index=quantiles,
+    )
+    print("library size quantiles\n" + libraries.round(0).to_markdown())
 
 
 if __name__ == "__main__":

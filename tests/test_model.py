@@ -310,3 +310,52 @@ def test_autoencoder_plan_puts_dispersion_in_its_own_group(marker_adata):
     assert networks["lr"] == 1e-3
     with pytest.raises(ValueError, match="lr_dispersion"):
         AutoencoderTrainingPlan(module, lr_dispersion=0)
+
+
+class _RecordingRunner:
+    """Stands in for scvi's TrainRunner: records what each stage was given, trains nothing."""
+
+    calls: list = []
+
+    def __init__(self, model, training_plan, data_splitter, max_epochs, **kwargs):
+        _RecordingRunner.calls.append(
+            {
+                "plan": training_plan,
+                "splitter": data_splitter,
+                "max_epochs": max_epochs,
+                **kwargs,
+            }
+        )
+
+    def __call__(self):
+        return None
+
+
+@pytest.mark.parametrize(("n_cells", "batch_size"), [(300, 32), (2400, 128)])
+def test_default_schedule_is_counted_in_optimiser_steps(n_cells, batch_size):
+    from scvi_cfgen.model import _schedule
+
+    adata = make_marker_counts(n_cells=n_cells)
+    scvi_cfgen.CFGenModel.setup_anndata(adata, categorical_covariate_keys=["cell_type"])
+    model = scvi_cfgen.CFGenModel(adata, **TINY)
+    model._train_runner_cls = _RecordingRunner
+    _RecordingRunner.calls = []
+    model.train(batch_size=batch_size)
+    autoencoder, flow = _RecordingRunner.calls
+    n_train = len(autoencoder["splitter"].train_idx)
+    n_val = len(autoencoder["splitter"].val_idx)
+    steps = -(-n_train // batch_size)
+    # at least 200 validation cells where that is at most 20 % of the cells, else 10 %
+    assert n_val >= min(200, int(0.2 * n_cells)) - 1
+    assert n_val <= max(0.2 * n_cells, 0.1 * n_cells + 2) + 1
+    for call in (autoencoder, flow):
+        assert call["max_epochs"] * steps >= 20_000 > (call["max_epochs"] - 1) * steps
+        patience = call["early_stopping_patience"]
+        assert patience == max(2, -(-_schedule.EARLY_STOPPING_PATIENCE_STEPS // steps))
+    assert flow["plan"].lr_patience == max(2, -(-_schedule.LR_PATIENCE_STEPS // steps))
+    # explicit values still win
+    _RecordingRunner.calls = []
+    model.train(max_epochs=7, early_stopping_patience=3, plan_kwargs={"flow": {"lr_patience": 4}})
+    assert [c["max_epochs"] for c in _RecordingRunner.calls] == [7, 7]
+    assert [c["early_stopping_patience"] for c in _RecordingRunner.calls] == [3, 3]
+    assert _RecordingRunner.calls[1]["plan"].lr_patience == 4

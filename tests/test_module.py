@@ -352,6 +352,8 @@ def test_state_dicts_of_the_single_class_module_still_load():
     module = make_module()
     legacy = {}
     for key, value in module.state_dict().items():
+        if key == "autoencoder.encoder_input_scale":  # added after 0.1
+            continue
         for new, old in (
             ("autoencoder.log_theta", "log_theta"),
             ("autoencoder.", ""),
@@ -365,3 +367,55 @@ def test_state_dicts_of_the_single_class_module_still_load():
     fresh.load_state_dict(legacy)
     for key, value in module.state_dict().items():
         assert torch.equal(fresh.state_dict()[key], value), key
+
+
+def test_count_splitting_parts_add_up_and_follow_the_binomial():
+    module = make_module(n_input=200, count_split=0.3)
+    x = torch.poisson(torch.full((400, 200), 4.0))
+    seen, held_out = module.autoencoder.split_counts(x)
+    assert torch.equal(seen + held_out, x)
+    assert bool((seen >= 0).all() and (held_out >= 0).all())
+    assert torch.equal(seen, seen.round())
+    assert abs(float(seen.sum() / x.sum()) - 0.3) < 0.01
+
+
+def test_count_splitting_scores_the_held_out_part_in_training_only():
+    module = make_module(count_split=0.5)
+    batch = counts_batch(n=64)
+    module.train()
+    torch.manual_seed(0)
+    inference, generative, _ = module(batch, inference_kwargs={"split_counts": True})
+    target = inference["x_target"]
+    assert torch.equal(inference["library"], target.sum(dim=1, keepdim=True))
+    assert not torch.equal(target, batch["X"])
+    assert float(target.sum()) < 0.6 * float(batch["X"].sum())
+    loss = module.loss(batch, inference, generative)
+    expected = -generative["px"].log_prob(target).sum(-1).mean()
+    assert torch.allclose(loss.loss, expected)
+    # outside training the encoder gets the expected seen part and the decoder all counts
+    module.eval()
+    inference, _, _ = module(batch)
+    assert "x_target" not in inference
+    assert torch.equal(inference["library"], batch["X"].sum(dim=1, keepdim=True))
+    with torch.no_grad():
+        expected_z = module.autoencoder._encode_inputs(0.5 * batch["X"])
+    assert torch.allclose(inference["z"], expected_z)
+
+
+def test_count_splitting_validation_split_is_the_same_every_pass():
+    module = make_module(count_split=0.5).eval()
+    batch = counts_batch(n=32)
+    first = module.inference(batch["X"], split_counts=True)["x_target"]
+    again = module.inference(batch["X"], split_counts=True)["x_target"]
+    assert torch.equal(first, again)
+
+
+def test_encoder_input_scale_is_saved_and_old_files_encode_all_counts():
+    module = make_module(count_split=0.25)
+    assert float(module.autoencoder.encoder_input_scale) == 0.25
+    state = {k: v for k, v in module.state_dict().items() if "encoder_input_scale" not in k}
+    old = make_module(count_split=0.25)
+    old.load_state_dict(state)
+    assert float(old.autoencoder.encoder_input_scale) == 1.0
+    with pytest.raises(ValueError, match="count_split"):
+        make_module(count_split=1.5)

@@ -89,6 +89,11 @@ class CFGenModel(
     modality_weights
         Weights of the reconstruction losses, e.g. ``{"rna": 1.0, "atac": 0.5}`` (default 1
         each); keys are ``"rna"`` and ``"atac"`` whatever the modalities are called in the MuData.
+    count_split
+        Binomial count splitting of the autoencoder: in training the encoder sees this fraction
+        of each cell's RNA counts and the decoder is scored on the rest, so the latent cannot
+        carry the cell's own sampling noise into the generated counts. ``None``: the encoder
+        sees all counts and the decoder reconstructs them (the paper's autoencoder).
 
     Examples
     --------
@@ -131,6 +136,7 @@ class CFGenModel(
         coupling: Literal["independent", "ot"] = "independent",
         n_hidden_atac: Sequence[int] = (1024, 512),
         modality_weights: Mapping[str, float] | None = None,
+        count_split: float | None = None,
     ):
         super().__init__(adata, registry)
         attributes = self.attribute_categories
@@ -194,6 +200,7 @@ class CFGenModel(
             n_hidden_atac=tuple(n_hidden_atac),
             rna_weight=weights.get(RNA, 1.0),
             atac_weight=weights.get(ATAC, 1.0),
+            count_split=count_split,
         )
         if adata is not None:
             if isinstance(adata, md.MuData):

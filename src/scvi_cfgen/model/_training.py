@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import copy
 import logging
-import math
 import warnings
 from collections.abc import Mapping
 
 import numpy as np
 import torch
 from scvi.dataloaders import DataSplitter
-from scvi.model._utils import get_max_epochs_heuristic, use_distributed_sampler
+from scvi.model._utils import use_distributed_sampler
 from scvi.train import TrainRunner
 from scvi.train._config import merge_kwargs
 
@@ -21,14 +20,19 @@ from scvi_cfgen.module._cfgen import TRAINING_STAGES
 from scvi_cfgen.train import AutoencoderTrainingPlan, FlowTrainingPlan
 
 from ._model_state import encode_cells, trained_stages
+from ._schedule import (
+    DEFAULT_VALIDATION_FRACTION,
+    EARLY_STOPPING_PATIENCE_STEPS,
+    LR_PATIENCE_STEPS,
+    MAX_STEPS,
+    MIN_PATIENCE_EPOCHS,
+    default_validation_size,
+    epochs_for_steps,
+    steps_per_epoch,
+)
 from ._training_arguments import check_budget, legacy_arguments, per_stage
 
 logger = logging.getLogger(__name__)
-
-#: Early-stopping patience (epochs) of both stages unless ``early_stopping_patience`` is given.
-DEFAULT_EARLY_STOPPING_PATIENCE = 20
-#: The flow's default budget aims at about this many optimiser steps (50 to 1,000 epochs).
-FLOW_TARGET_STEPS = 10_000
 
 
 class TrainingMixin:
@@ -303,6 +307,11 @@ class TrainingMixin:
             raise ValueError("This model has no registered AnnData; load it with `adata=...`.")
         if int(batch_size) != batch_size or batch_size < 2:
             raise ValueError("`batch_size` must be an integer of at least 2 (BatchNorm).")
+        external = (datasplitter_kwargs or {}).get("external_indexing") is not None
+        if train_size is None and validation_size is None and not external:
+            fraction = default_validation_size(self.adata_manager.adata.n_obs)
+            if fraction > DEFAULT_VALIDATION_FRACTION:  # small data: more validation cells
+                train_size, validation_size = 1.0 - fraction, fraction
         splitter = self._data_splitter_cls(
             self.adata_manager,
             train_size=train_size,
@@ -334,16 +343,17 @@ class TrainingMixin:
         trainer_kwargs,
     ) -> None:
         """Train one stage; on any failure restore the module and state from before it."""
-        n_train = len(splitter.train_idx)
-        steps_per_epoch = math.ceil(n_train / splitter.data_loader_kwargs["batch_size"])
+        n_steps = steps_per_epoch(
+            len(splitter.train_idx), splitter.data_loader_kwargs["batch_size"]
+        )
         if max_epochs is None:
-            max_epochs = (
-                get_max_epochs_heuristic(n_train)
-                if stage == "autoencoder"
-                else int(min(1000, max(50, math.ceil(FLOW_TARGET_STEPS / steps_per_epoch))))
-            )
+            max_epochs = epochs_for_steps(MAX_STEPS[stage], n_steps)
         kwargs = dict(trainer_kwargs)
         plan_kwargs = dict(plan_kwargs)
+        if stage == "flow":
+            plan_kwargs.setdefault(
+                "lr_patience", epochs_for_steps(LR_PATIENCE_STEPS, n_steps, MIN_PATIENCE_EPOCHS)
+            )
         if splitter.n_val == 0:
             if early_stopping:
                 warnings.warn(
@@ -357,7 +367,10 @@ class TrainingMixin:
                 plan_kwargs.setdefault("reduce_lr_on_plateau", False)
         kwargs.setdefault("early_stopping", early_stopping)
         kwargs.setdefault("early_stopping_monitor", "validation_loss")
-        kwargs.setdefault("early_stopping_patience", DEFAULT_EARLY_STOPPING_PATIENCE)
+        kwargs.setdefault(
+            "early_stopping_patience",
+            epochs_for_steps(EARLY_STOPPING_PATIENCE_STEPS, n_steps, MIN_PATIENCE_EPOCHS),
+        )
         kwargs.setdefault("check_val_every_n_epoch", 1 if splitter.n_val > 0 else None)
         plan_cls = self._autoencoder_plan_cls if stage == "autoencoder" else self._flow_plan_cls
         plan = plan_cls(self.module, **plan_kwargs)

@@ -47,6 +47,10 @@ class CountAutoencoder(BaseModuleClass):
         ATAC encoder hidden sizes.
     rna_weight, atac_weight
         Weights of the two reconstruction losses.
+    count_split
+        Fraction of each training cell's RNA counts that the encoder sees; the decoder is scored
+        on the other part (binomial count splitting, see :meth:`split_counts`). ``None``: the
+        encoder sees all counts and the decoder reconstructs them (the paper's autoencoder).
     """
 
     def __init__(
@@ -60,6 +64,7 @@ class CountAutoencoder(BaseModuleClass):
         n_hidden_atac: Sequence[int] = (1024, 512),
         rna_weight: float = 1.0,
         atac_weight: float = 1.0,
+        count_split: float | None = None,
     ):
         super().__init__()
         if n_input <= 0 and n_input_atac <= 0:
@@ -73,6 +78,12 @@ class CountAutoencoder(BaseModuleClass):
         for name, weight in (("rna_weight", rna_weight), ("atac_weight", atac_weight)):
             if not weight >= 0:
                 raise ValueError(f"`{name}` must be a non-negative number, got {weight}.")
+        if count_split is not None and not 0 < count_split < 1:
+            raise ValueError(f"`count_split` must be in (0, 1) or None, got {count_split}.")
+        self.count_split = None if count_split is None or n_input <= 0 else float(count_split)
+        # Scale of the counts the encoder was trained on: saved with the weights, so a model
+        # loaded from disk encodes like the model that was trained (1: all counts).
+        self.register_buffer("encoder_input_scale", torch.tensor(self.count_split or 1.0))
         self.n_input = int(n_input)
         self.n_input_atac = int(n_input_atac)
         self.n_latent = int(n_latent)
@@ -110,8 +121,32 @@ class CountAutoencoder(BaseModuleClass):
         """Deterministic latent of RNA counts ``x`` and/or ATAC peaks ``x_atac``.
 
         Peaks are binarised here (minibatch by minibatch), then ``log1p`` is applied to every
-        modality's input by its encoder body.
+        modality's input by its encoder body. With count splitting the encoder was trained on a
+        fraction ``count_split`` of the counts, so it is given their expectation,
+        ``count_split * x``.
         """
+        if x is not None and self.has_rna:
+            x = x * self.encoder_input_scale
+        return self._encode_inputs(x, x_atac)
+
+    def split_counts(
+        self, x: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Binomial count splitting: ``(seen, held_out)`` with ``seen ~ Binomial(x, count_split)``.
+
+        For Poisson counts the two parts are independent given the cell's expression, so a
+        decoder that predicts the held-out part from the seen part cannot learn the cell's own
+        sampling noise: it learns the expected profile, and the negative binomial dispersion
+        learns the spread around it. A decoder that reconstructs the very counts its encoder saw
+        can memorise their noise in the latent, which is then drawn a second time when counts are
+        sampled (too many zeros and too much variance on small or shallow data).
+        """
+        seen = torch.binomial(x, torch.full_like(x, self.count_split), generator=generator)
+        return seen, x - seen
+
+    def _encode_inputs(
+        self, x: torch.Tensor | None = None, x_atac: torch.Tensor | None = None
+    ) -> torch.Tensor:
         inputs = {}
         for name, value in ((RNA, x), (ATAC, x_atac)):
             if name in self.modalities:
@@ -131,8 +166,23 @@ class CountAutoencoder(BaseModuleClass):
         x: torch.Tensor | None = None,
         x_atac: torch.Tensor | None = None,
         n_samples: int = 1,
+        split_counts: bool = False,
     ) -> dict[str, torch.Tensor | None]:
-        """Encode to the deterministic latent; also return the observed RNA library size."""
+        """Encode to the deterministic latent; also return the observed RNA library size.
+
+        With ``split_counts`` (training with count splitting) the encoder sees a binomial part
+        of the counts and ``x_target``, the other part, is what the decoder is scored on (its
+        library size is returned). Validation (eval mode) draws the split from a generator
+        seeded by the minibatch, so every validation pass splits the same cells the same way.
+        """
+        if split_counts and self.count_split is not None and x is not None:
+            generator = None
+            if not self.training:
+                generator = torch.Generator(device=x.device)
+                generator.manual_seed(int(x.sum().item()) % (2**31) + x.shape[0])
+            seen, target = self.split_counts(x, generator)
+            z = self._encode_inputs(seen, x_atac)
+            return {"z": z, "library": target.sum(dim=1, keepdim=True), "x_target": target}
         z = self.encode(x, x_atac)
         library = x.sum(dim=1, keepdim=True) if self.has_rna else None
         if n_samples > 1:
@@ -189,7 +239,9 @@ class CountAutoencoder(BaseModuleClass):
         """
         per_modality = {}
         if self.has_rna:
-            nll = -generative_outputs["px"].log_prob(tensors[X_KEY]).sum(dim=-1)
+            target = inference_outputs.get("x_target")
+            target = tensors[X_KEY] if target is None else target
+            nll = -generative_outputs["px"].log_prob(target).sum(dim=-1)
             per_modality[RNA] = (self.rna_weight, nll)
         if self.has_atac:
             peaks = binarize(tensors[ATAC_X_KEY])

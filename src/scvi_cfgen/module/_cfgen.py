@@ -74,6 +74,9 @@ class CFGenModule(BaseModuleClass):
         ATAC encoder hidden sizes (the ATAC decoder mirrors them; paper ``(1024, 512)``).
     rna_weight, atac_weight
         Weights of the RNA and ATAC reconstruction losses in the autoencoder loss.
+    count_split
+        Fraction of the RNA counts the encoder sees in training (binomial count splitting;
+        ``None``: all, the paper's autoencoder). See :class:`CountAutoencoder`.
     """
 
     def __init__(
@@ -96,6 +99,7 @@ class CFGenModule(BaseModuleClass):
         n_hidden_atac: Sequence[int] = (1024, 512),
         rna_weight: float = 1.0,
         atac_weight: float = 1.0,
+        count_split: float | None = None,
     ):
         super().__init__()
         n_categories = [int(n) for n in n_categories_per_attribute]
@@ -124,6 +128,7 @@ class CFGenModule(BaseModuleClass):
             n_hidden_atac=n_hidden_atac,
             rna_weight=rna_weight,
             atac_weight=atac_weight,
+            count_split=count_split,
         )
         self.flow = LatentFlow(
             n_latent,
@@ -180,6 +185,9 @@ class CFGenModule(BaseModuleClass):
         return self.autoencoder.dispersion_attribute_index
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        scale_key = prefix + "autoencoder.encoder_input_scale"
+        if scale_key not in state_dict:  # saved before count splitting: encoder saw all counts
+            state_dict[scale_key] = torch.tensor(1.0)
         for key in [k for k in state_dict if k.startswith(prefix)]:
             local = key[len(prefix) :]
             for old, new in _LEGACY_PREFIXES.items():

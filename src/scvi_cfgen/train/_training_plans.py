@@ -59,6 +59,11 @@ class AutoencoderTrainingPlan(_StageTrainingPlan):
             raise ValueError(f"`lr_dispersion` must be positive, got {lr_dispersion}.")
         self.lr_dispersion = lr_dispersion
 
+    def forward(self, *args, **kwargs):
+        """The module's forward pass, with count splitting when the autoencoder uses it."""
+        inference_kwargs = {**(kwargs.pop("inference_kwargs", None) or {}), "split_counts": True}
+        return self.module(*args, inference_kwargs=inference_kwargs, **kwargs)
+
     def configure_optimizers(self):
         """Optimise the networks at ``lr`` and the inverse dispersions at ``lr_dispersion``."""
         config = super().configure_optimizers()

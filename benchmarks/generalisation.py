@@ -1,0 +1,341 @@
+"""Generalisation suite: the package defaults on data regimes other than PBMC3k.
+
+Every case is built from data the package ships or makes, so anyone can rerun it:
+
+- ``pbmc3k``: PBMC3k as it is (2,638 cells x 9,648 genes, 8 types);
+- ``pbmc600``: a stratified subsample of 600 PBMC3k cells (small data);
+- ``shallow``: PBMC3k on its 500 most variable genes, binomially thinned to ~140 UMIs per cell
+  (shallow data, like many mouse atlases);
+- ``synthetic``: 2,000 cells x 1,000 genes drawn from a known model (a continuous 8-d latent
+  around 6 type centres, logits linear in it, per-type log-normal depth, per-gene NB inverse
+  dispersions): the truth is known;
+- ``guidance200``: 200 cells of the synthetic two-attribute set of ``guidance_synthetic.py``
+  (cell type x batch, batch ``b1`` raises 10 known genes 8x). Besides the metrics, cells are
+  generated for batch ``b1`` at batch guidance weights 0, 1 and 3, and the share carrying the
+  b1 signature must rise with the weight in every seed.
+
+Each case and seed uses the protocol of ``quality.py`` (stratified 80/20 split by label, PC
+space fitted on one half of the training cells, floor = the other half, per-label metrics
+averaged over labels with at least 10 test cells) for CFGen (package defaults), scVI (400
+epochs, label as covariate) and the per-label NB simulator.
+
+Run: ``python benchmarks/generalisation.py [--cases ...] [--seeds 0 1 2] [--generators ...]``.
+Rows go to ``DIR/scores.csv`` (default ``benchmark_output/generalisation``) case by case; a
+finished (case, seed, generator) is skipped when the run is repeated, so baselines are computed
+once; ``--rerun cfgen`` drops CFGen's rows first (to score a change of the package).
+``DIR/summary.md`` gets one table per case with ratios to the floor and a verdict line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+sys.path.insert(0, str(Path(__file__).parent))
+from guidance_synthetic import BATCH_GENES, signature_share
+from guidance_synthetic import simulate as simulate_two_attributes
+from quality import GENERATORS, split
+
+import scvi_cfgen
+from scvi_cfgen import metrics
+
+LABEL = "cell_type"
+CASES = ("pbmc3k", "pbmc600", "shallow", "synthetic", "guidance200")
+GUIDANCE_WEIGHTS = (0.0, 1.0, 3.0)
+
+
+def stratified_subsample(adata: ad.AnnData, n_cells: int, seed: int = 0) -> ad.AnnData:
+    """``n_cells`` cells with the label proportions of ``adata`` (at least 2 per label)."""
+    rng = np.random.default_rng(seed)
+    labels = adata.obs[LABEL].to_numpy()
+    keep = []
+    for label in np.unique(labels):
+        where = np.flatnonzero(labels == label)
+        n = max(2, round(n_cells * len(where) / adata.n_obs))
+        keep.append(rng.choice(where, size=min(n, len(where)), replace=False))
+    return adata[np.sort(np.concatenate(keep))].copy()
+
+
+def shallow_pbmc(n_genes: int = 500, target_umis: float = 140.0, seed: int = 0) -> ad.AnnData:
+    """PBMC3k on its most variable genes, binomially thinned to ``target_umis`` per cell."""
+    import scanpy as sc
+
+    adata = scvi_cfgen.datasets.pbmc3k()
+    genes = sc.pp.highly_variable_genes(
+        adata, n_top_genes=n_genes, flavor="seurat_v3", inplace=False
+    )["highly_variable"].to_numpy()
+    adata = adata[:, genes].copy()
+    counts = sp.csr_matrix(adata.X, dtype=np.int64)
+    totals = np.asarray(counts.sum(axis=1)).ravel()
+    keep = target_umis / np.median(totals)
+    counts.data = np.random.default_rng(seed).binomial(counts.data, keep)
+    counts.eliminate_zeros()
+    adata.X = counts.astype(np.float32)
+    return adata[np.asarray(counts.sum(axis=1)).ravel() > 0].copy()
+
+
+def synthetic_nb(
+    n_cells: int = 2000, n_genes: int = 1000, n_types: int = 6, seed: int = 0
+) -> ad.AnnData:
+    """Counts from a known model; the parameters are kept in ``uns["truth"]``.
+
+    Each cell has an 8-d latent (its type's centre plus N(0, 0.6^2) within-type variation),
+    gene proportions ``softmax(b + z W)``, a per-type log-normal depth, and NB counts with one
+    inverse dispersion per gene (log-normal around 3).
+    """
+    rng = np.random.default_rng(seed)
+    n_latent = 8
+    frequencies = rng.dirichlet(np.full(n_types, 2.0))
+    types = rng.choice(n_types, size=n_cells, p=frequencies)
+    centres = rng.normal(0, 1.2, size=(n_types, n_latent))
+    z = centres[types] + rng.normal(0, 0.6, size=(n_cells, n_latent))
+    weights = rng.normal(0, 0.5, size=(n_latent, n_genes))
+    baseline = np.log(rng.gamma(0.5, 1.0, size=n_genes) + 1e-3)
+    logits = baseline + z @ weights
+    proportions = np.exp(logits - logits.max(axis=1, keepdims=True))
+    proportions /= proportions.sum(axis=1, keepdims=True)
+    depth_mean = rng.uniform(np.log(800), np.log(4000), size=n_types)
+    depth_sd = rng.uniform(0.25, 0.6, size=n_types)
+    library = np.exp(rng.normal(depth_mean[types], depth_sd[types]))
+    theta = np.exp(rng.normal(np.log(3.0), 0.8, size=n_genes))
+    mean = library[:, None] * proportions
+    counts = rng.poisson(rng.gamma(theta[None, :], mean / theta[None, :]))
+    obs = pd.DataFrame(
+        {LABEL: pd.Categorical([f"type{t}" for t in types])},
+        index=[f"cell{i}" for i in range(n_cells)],
+    )
+    adata = ad.AnnData(
+        sp.csr_matrix(counts.astype(np.float32)),
+        obs=obs,
+        var=pd.DataFrame(index=[f"gene{j}" for j in range(n_genes)]),
+    )
+    adata.uns["truth"] = {"theta": theta, "depth_mean": depth_mean, "depth_sd": depth_sd}
+    return adata[np.asarray(adata.X.sum(axis=1)).ravel() > 0].copy()
+
+
+def guidance_case(seed: int = 0) -> ad.AnnData:
+    """200 cells of the synthetic cell type x batch set (another draw per data seed)."""
+    return simulate_two_attributes(n_cells=200, seed=seed)
+
+
+def load_case(name: str) -> ad.AnnData:
+    """The data of one case (fixed: the seeds vary the split and the training, not the data)."""
+    if name == "pbmc3k":
+        return scvi_cfgen.datasets.pbmc3k()
+    if name == "pbmc600":
+        return stratified_subsample(scvi_cfgen.datasets.pbmc3k(), 600)
+    if name == "shallow":
+        return shallow_pbmc()
+    if name == "synthetic":
+        return synthetic_nb()
+    if name == "guidance200":
+        return guidance_case()
+    raise ValueError(f"Unknown case {name!r}; choose from {CASES}.")
+
+
+def guidance_shares(model, real: ad.AnnData, seed: int) -> dict[str, float]:
+    """Share of cells generated for batch b1 that carry the b1 signature, per batch weight."""
+    batch_share = signature_share(real, BATCH_GENES)
+    in_b1 = (real.obs["batch"] == "b1").to_numpy()
+    threshold = (np.median(batch_share[in_b1]) + np.median(batch_share[~in_b1])) / 2
+    shares = {}
+    for weight in GUIDANCE_WEIGHTS:
+        cells = model.generate(
+            n_cells=500,
+            conditions={"batch": "b1"},
+            guidance_weights={LABEL: 1.0, "batch": weight},
+            seed=seed,
+            progress_bar=False,
+        )
+        shares[f"b1_share_w{weight:g}"] = float(
+            (signature_share(cells, BATCH_GENES) > threshold).mean()
+        )
+    shares["b1_share_real_b0"] = float((batch_share[~in_b1] > threshold).mean())
+    shares["b1_share_real_b1"] = float((batch_share[in_b1] > threshold).mean())
+    return shares
+
+
+def fit_cfgen(generator, train: ad.AnnData, seed: int, attributes: list[str]) -> None:
+    """CFGen with the package defaults on every attribute of the case."""
+    import scvi
+
+    scvi.settings.seed = seed
+    generator.train_data = train.copy()
+    scvi_cfgen.CFGenModel.setup_anndata(
+        generator.train_data, categorical_covariate_keys=attributes
+    )
+    generator.model = scvi_cfgen.CFGenModel(generator.train_data)
+    generator.model.train(enable_progress_bar=False)
+    history = generator.model.history
+    generator.epochs = (
+        f"{len(history['train_loss_autoencoder'])}+{len(history['train_loss_flow'])}"
+    )
+
+
+def done(out: Path) -> set[tuple[str, int, str]]:
+    path = out / "scores.csv"
+    if not path.exists():
+        return set()
+    frame = pd.read_csv(path)
+    frame = frame[frame["set"] == "generated"]
+    return set(zip(frame["case"], frame["seed"], frame["generator"], strict=True))
+
+
+def append(frame: pd.DataFrame, path: Path) -> None:
+    frame.to_csv(path, mode="a", header=not path.exists(), index=False)
+
+
+def run_case(name: str, seeds: list[int], generators: list[str], out: Path) -> None:
+    adata = load_case(name)
+    attributes = [LABEL, "batch"] if name == "guidance200" else [LABEL]
+    finished = done(out)
+    depth = np.median(np.asarray(adata.X.sum(axis=1)).ravel())
+    print(f"== {name}: {adata.n_obs} cells x {adata.n_vars} genes, median {depth:.0f} UMIs")
+    for seed in seeds:
+        train, test, reference, floor_pool = split(adata, seed)
+        labels = test.obs[LABEL].astype(str).to_numpy()
+        for key in generators:
+            generator = GENERATORS[key]()
+            if (name, seed, generator.name) in finished:
+                continue
+            start = time.perf_counter()
+            if key == "cfgen":
+                fit_cfgen(generator, train, seed, attributes)
+            else:
+                generator.fit(train, seed)
+            fit_seconds = time.perf_counter() - start
+            generated = generator.generate(labels, seed)
+            extra = {}
+            if key == "cfgen" and name == "guidance200":
+                extra = guidance_shares(generator.model, train, seed)
+            scores = metrics.evaluate(
+                test, generated, LABEL, reference=reference, floor=floor_pool, seed=seed
+            ).assign(case=name, generator=generator.name, seed=seed)
+            append(scores, out / "scores.csv")
+            append(
+                pd.DataFrame(
+                    [
+                        {
+                            "case": name,
+                            "generator": generator.name,
+                            "seed": seed,
+                            "train_seconds": round(fit_seconds, 1),
+                            "epochs": getattr(generator, "epochs", ""),
+                            **extra,
+                        }
+                    ]
+                ),
+                out / "runs.csv",
+            )
+            overall = scores[(scores["label"] == "overall") & (scores["set"] == "generated")]
+            shown = overall[["c2st_auc", "wasserstein2", "zeros_w1", "log_variance_error"]]
+            print(
+                f"{name} seed {seed} {generator.name}: {fit_seconds:.0f} s "
+                f"{shown.round(4).to_dict('records')[0]} {extra}",
+                flush=True,
+            )
+
+
+RATIO_METRICS = ("wasserstein2", "zeros_w1", "log_variance_error", "log_mean_error")
+
+
+def case_table(scores: pd.DataFrame) -> pd.DataFrame:
+    """Mean over seeds per generator: c2st, 10-NN F1 and the ratios to the floor."""
+    overall = scores[scores["label"] == "overall"]
+    floors = overall[overall["set"] == "floor"].drop_duplicates("seed").set_index("seed")
+    rows = []
+    for generator, group in overall[overall["set"] == "generated"].groupby("generator"):
+        group = group.set_index("seed")
+        row = {
+            "generator": generator,
+            "seeds": len(group),
+            "c2st": group["c2st_auc"].mean(),
+            "c2st sd": group["c2st_auc"].std(ddof=1),
+            "10-NN F1": group["knn_f1"].mean(),
+        }
+        for metric in RATIO_METRICS:
+            row[f"{metric}/floor"] = (group[metric] / floors.loc[group.index, metric]).mean()
+        rows.append(row)
+    floor_row = {
+        "generator": "floor",
+        "seeds": len(floors),
+        "c2st": floors["c2st_auc"].mean(),
+        "c2st sd": floors["c2st_auc"].std(ddof=1),
+        "10-NN F1": floors["knn_f1"].mean(),
+        **{f"{m}/floor": 1.0 for m in RATIO_METRICS},
+    }
+    return pd.DataFrame([*rows, floor_row]).set_index("generator")
+
+
+def verdict(table: pd.DataFrame) -> str:
+    """Issue 9's acceptance rules for CFGen against the baselines, as one line."""
+    if "CFGen" not in table.index:
+        return "no CFGen rows"
+    cf = table.loc["CFGen"]
+    checks = {}
+    others = [g for g in ("scVI", "NB simulator") if g in table.index]
+    checks["c2st below baselines"] = all(cf["c2st"] < table.loc[g, "c2st"] for g in others)
+    if "NB simulator" in table.index:
+        nb = table.loc["NB simulator"]
+        checks["W2 <= sim+0.03"] = cf["wasserstein2/floor"] <= nb["wasserstein2/floor"] + 0.03
+        checks["zeros ok"] = cf["zeros_w1/floor"] <= max(1.5, nb["zeros_w1/floor"])
+        checks["log-var ok"] = cf["log_variance_error/floor"] <= max(
+            1.10, nb["log_variance_error/floor"]
+        )
+    checks["F1 within 0.05"] = abs(cf["10-NN F1"] - table.loc["floor", "10-NN F1"]) <= 0.05
+    failed = [name for name, ok in checks.items() if not ok]
+    return "passes every check" if not failed else "fails: " + ", ".join(failed)
+
+
+def summarise(out: Path) -> str:
+    scores = pd.read_csv(out / "scores.csv")
+    runs = pd.read_csv(out / "runs.csv")
+    parts = []
+    for name in [c for c in CASES if c in set(scores["case"])]:
+        table = case_table(scores[scores["case"] == name])
+        seconds = runs[runs["case"] == name].groupby("generator")["train_seconds"].mean()
+        table["train s"] = seconds.reindex(table.index)
+        parts.append(f"### {name}\n\n{table.round(3).to_markdown()}\n\nVerdict: {verdict(table)}")
+        shares = [c for c in runs.columns if c.startswith("b1_share")]
+        guided = runs[(runs["case"] == name) & (runs["generator"] == "CFGen")]
+        if shares and guided[shares].notna().any().any():
+            parts.append(
+                "Share of cells generated for b1 carrying the b1 signature, by batch weight:\n\n"
+                + guided[["seed", *shares]].round(3).to_markdown(index=False)
+            )
+    text = "\n\n".join(parts) + "\n"
+    (out / "summary.md").write_text(text)
+    return text
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cases", nargs="+", default=list(CASES), choices=CASES)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--generators", nargs="+", default=list(GENERATORS), choices=GENERATORS)
+    parser.add_argument("--rerun", nargs="*", default=[], choices=GENERATORS)
+    parser.add_argument("--out", type=Path, default=Path("benchmark_output/generalisation"))
+    parser.add_argument("--summarise-only", action="store_true")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    names = {GENERATORS[key].name for key in args.rerun}
+    for file in ("scores.csv", "runs.csv"):
+        path = args.out / file
+        if names and path.exists():
+            frame = pd.read_csv(path)
+            frame[~frame["generator"].isin(names)].to_csv(path, index=False)
+    if not args.summarise_only:
+        for name in args.cases:
+            run_case(name, args.seeds, args.generators, args.out)
+    print(summarise(args.out))
+
+
+if __name__ == "__main__":
+    main()
