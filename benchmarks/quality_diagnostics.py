@@ -167,6 +167,8 @@ def main() -> None:
     log_theta = module.autoencoder.log_theta.detach().numpy()
     theta_rows = []
     for lab in np.unique(labels):
+        if (train_labels == lab).sum() < 30:  # moment estimates of a few cells mean little
+            continue
         proportion, theta = simulator.params[lab]
         expressed = proportion * np.exp(simulator.library[lab][0]) > 0.1
         row = log_theta[categories.index(lab)] if log_theta.shape[0] > 1 else log_theta[0]

@@ -92,8 +92,9 @@ class CFGenModel(
     count_split
         Binomial count splitting of the autoencoder: in training the encoder sees this fraction
         of each cell's RNA counts and the decoder is scored on the rest, so the latent cannot
-        carry the cell's own sampling noise into the generated counts. ``None``: the encoder
-        sees all counts and the decoder reconstructs them (the paper's autoencoder).
+        carry the cell's own sampling noise into the generated counts (default 0.5; see the
+        model and benchmark pages). ``None``: the encoder sees all counts and the decoder
+        reconstructs them (the paper's autoencoder).
 
     Examples
     --------
@@ -136,7 +137,7 @@ class CFGenModel(
         coupling: Literal["independent", "ot"] = "independent",
         n_hidden_atac: Sequence[int] = (1024, 512),
         modality_weights: Mapping[str, float] | None = None,
-        count_split: float | None = None,
+        count_split: float | None = 0.5,
     ):
         super().__init__(adata, registry)
         attributes = self.attribute_categories

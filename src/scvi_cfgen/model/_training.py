@@ -77,14 +77,15 @@ class TrainingMixin:
         ----------
         max_epochs
             Epochs per stage: one number for both, or ``{"autoencoder": n, "flow": m}``.
-            Defaults: the autoencoder takes scvi-tools' heuristic
-            (``min(400, 400 * 20000 / n_cells)``); the flow enough epochs for about 10,000
-            optimiser steps, between 50 and 1,000. Early stopping usually ends both sooner.
+            Default: enough epochs for 20,000 optimiser steps per stage, whatever the number of
+            cells; early stopping usually ends both sooner.
         accelerator, devices
             Passed to Lightning (``"auto"`` uses a GPU when there is one).
         train_size, validation_size
-            Fractions of cells for training and validation. ``None`` (the default) is scvi's:
-            90 % training, and a last minibatch of 1-2 cells is moved to validation.
+            Fractions of cells for training and validation. ``None`` (the default): 10 % of the
+            cells for validation, raised towards 200 cells (at most 20 %) on small data, where a
+            loss over a few dozen cells is too noisy for early stopping; from 2,000 cells on this
+            is scvi's split, which also moves a last minibatch of 1-2 cells to validation.
         shuffle_set_split
             Whether the split is random (otherwise sequential).
         load_sparse_tensor
@@ -93,7 +94,9 @@ class TrainingMixin:
             Minibatch size of both stages (paper: 256).
         early_stopping
             Stop each stage when its validation loss has not improved for
-            ``early_stopping_patience`` epochs (a trainer keyword, default 20).
+            ``early_stopping_patience`` epochs (a trainer keyword; default: the epochs of 200
+            optimiser steps, at least 2). The flow's learning rate is halved after 100 steps
+            without improvement (``plan_kwargs={"flow": {"lr_patience": epochs}}``).
         datasplitter_kwargs
             Keyword arguments of :class:`~scvi.dataloaders.DataSplitter`.
         plan_config, plan_kwargs

@@ -91,7 +91,8 @@ class FlowTrainingPlan(_StageTrainingPlan):
     optimised with AdamW. The paper's learning rate (1e-4) assumes many more optimiser steps than
     a CPU budget allows: on PBMC3k, 2,700 steps at 1e-3 reached a validation loss of 1.34 against
     1.65 at 1e-4. The default is therefore 1e-3, halved whenever the (common-random-number)
-    validation loss has not improved for 8 epochs. Other keyword arguments go to
+    validation loss has not improved for ``lr_patience`` epochs (``CFGenModel.train`` sets it
+    to the epochs of 100 optimiser steps). Other keyword arguments go to
     :class:`scvi.train.TrainingPlan`.
     """
 
