@@ -150,7 +150,7 @@ def guidance_shares(model, real: ad.AnnData, seed: int) -> dict[str, float]:
         cells = model.generate(
             n_cells=500,
             conditions={"batch": "b1"},
-            guidance_weights={LABEL: 1.0, "batch": weight},
+            guidance_weights={"batch": weight},
             seed=seed,
             progress_bar=False,
         )
