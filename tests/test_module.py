@@ -419,3 +419,12 @@ def test_encoder_input_scale_is_saved_and_old_files_encode_all_counts():
     assert float(old.autoencoder.encoder_input_scale) == 1.0
     with pytest.raises(ValueError, match="count_split"):
         make_module(count_split=1.5)
+
+
+def test_retraining_an_old_autoencoder_adopts_its_count_split():
+    from scvi_cfgen.train import AutoencoderTrainingPlan
+
+    module = make_module(count_split=0.5)
+    module.autoencoder.encoder_input_scale.fill_(1.0)  # as loaded from a file saved before
+    AutoencoderTrainingPlan(module).on_fit_start()
+    assert float(module.autoencoder.encoder_input_scale) == 0.5

@@ -59,6 +59,13 @@ class AutoencoderTrainingPlan(_StageTrainingPlan):
             raise ValueError(f"`lr_dispersion` must be positive, got {lr_dispersion}.")
         self.lr_dispersion = lr_dispersion
 
+    def on_fit_start(self) -> None:
+        """Enter the stage; the encoder will be trained on ``count_split`` of the counts."""
+        super().on_fit_start()
+        autoencoder = getattr(self.module, "autoencoder", self.module)
+        if hasattr(autoencoder, "encoder_input_scale"):
+            autoencoder.encoder_input_scale.fill_(autoencoder.count_split or 1.0)
+
     def forward(self, *args, **kwargs):
         """The module's forward pass, with count splitting when the autoencoder uses it."""
         inference_kwargs = {**(kwargs.pop("inference_kwargs", None) or {}), "split_counts": True}
