@@ -189,7 +189,10 @@ def done(out: Path) -> set[tuple[str, int, str]]:
 
 
 def append(frame: pd.DataFrame, path: Path) -> None:
-    frame.to_csv(path, mode="a", header=not path.exists(), index=False)
+    """Append rows, widening the file when they bring new columns (the guidance shares)."""
+    if path.exists():
+        frame = pd.concat([pd.read_csv(path), frame], ignore_index=True)
+    frame.to_csv(path, index=False)
 
 
 def run_case(name: str, seeds: list[int], generators: list[str], out: Path) -> None:
