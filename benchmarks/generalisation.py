@@ -39,7 +39,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 sys.path.insert(0, str(Path(__file__).parent))
-from guidance_synthetic import BATCH_GENES, signature_share
+from guidance_synthetic import BATCH_GENES, signature_share, thresholds
 from guidance_synthetic import simulate as simulate_two_attributes
 from quality import GENERATORS, split
 
@@ -142,9 +142,9 @@ def load_case(name: str) -> ad.AnnData:
 
 def guidance_shares(model, real: ad.AnnData, seed: int) -> dict[str, float]:
     """Share of cells generated for batch b1 that carry the b1 signature, per batch weight."""
+    _, threshold = thresholds(real)
     batch_share = signature_share(real, BATCH_GENES)
     in_b1 = (real.obs["batch"] == "b1").to_numpy()
-    threshold = (np.median(batch_share[in_b1]) + np.median(batch_share[~in_b1])) / 2
     shares = {}
     for weight in GUIDANCE_WEIGHTS:
         cells = model.generate(

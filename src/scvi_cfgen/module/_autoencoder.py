@@ -14,6 +14,17 @@ from scvi_cfgen._constants import ATAC, ATAC_X_KEY, CAT_COVS_KEY, RNA, X_KEY
 from ._networks import CountDecoder, CountEncoder, FusedEncoder
 
 
+def minibatch_generator(x: torch.Tensor) -> torch.Generator:
+    """A generator seeded by a minibatch's content, for common random numbers in validation.
+
+    The same cells give the same seed at every epoch, so draws made with it (count splits, flow
+    noise) repeat and epoch-to-epoch changes of a validation loss reflect the model.
+    """
+    generator = torch.Generator(device=x.device)
+    generator.manual_seed(int(x.sum().item()) % (2**31) + x.shape[0])
+    return generator
+
+
 def binarize(x: torch.Tensor) -> torch.Tensor:
     """Peak counts to 0/1 accessibility (any count above zero is accessible), as floats."""
     return (x > 0).to(torch.float32)
@@ -176,10 +187,7 @@ class CountAutoencoder(BaseModuleClass):
         seeded by the minibatch, so every validation pass splits the same cells the same way.
         """
         if split_counts and self.count_split is not None and x is not None:
-            generator = None
-            if not self.training:
-                generator = torch.Generator(device=x.device)
-                generator.manual_seed(int(x.sum().item()) % (2**31) + x.shape[0])
+            generator = None if self.training else minibatch_generator(x)
             seen, target = self.split_counts(x, generator)
             z = self._encode_inputs(seen, x_atac)
             return {"z": z, "library": target.sum(dim=1, keepdim=True), "x_target": target}

@@ -10,7 +10,7 @@ from scvi.module.base import BaseModuleClass, LossOutput
 
 from scvi_cfgen._constants import ATAC_X_KEY, CAT_COVS_KEY, X_KEY
 
-from ._autoencoder import CountAutoencoder, binarize
+from ._autoencoder import CountAutoencoder, binarize, minibatch_generator
 from ._data_statistics import DataStatistics
 from ._flow import Coupling, LatentFlow
 from ._guidance import ConditioningScheme, GuidedVelocity
@@ -270,9 +270,7 @@ class CFGenModule(BaseModuleClass):
         z1 = self.encode_standardized(x, x_atac)
         generator = None
         if not self.training:
-            first = x if self.has_rna else x_atac
-            generator = torch.Generator(device=z1.device)
-            generator.manual_seed(int(first.sum().item()) % (2**31) + first.shape[0])
+            generator = minibatch_generator(x if self.has_rna else x_atac)
         codes = tensors[CAT_COVS_KEY].long() if CAT_COVS_KEY in tensors else None
         if codes is None:
             codes = torch.zeros(z1.shape[0], 0, dtype=torch.long, device=z1.device)
