@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Literal
@@ -17,6 +18,7 @@ from scvi_cfgen._validation import validate_counts
 from scvi_cfgen.module import CFGenModule
 
 from ._augmentation import AugmentationMixin
+from ._feature_alignment import AlignedLoader, feature_orders
 from ._generation import GenerationMixin
 from ._model_state import trained_stages
 from ._multimodal import feature_names, registered_modalities
@@ -298,14 +300,37 @@ class CFGenModel(
         return trained_stages(self)
 
     # ------------------------------------------------------------------ data passed in
+    def _trained_feature_names(self, registry: dict | None = None) -> dict[str, list[str]]:
+        """Feature names of each registered matrix, in training order (known ones only)."""
+        registry = registry or self.registry_
+        names = {}
+        for key, stored in ((X_KEY, "var_names_"), (ATAC_X_KEY, "peak_names_")):
+            found = (registry is self.registry_ and getattr(self, stored, None)) or (
+                feature_names(registry, key)
+            )
+            if found:
+                names[key] = found
+        return names
+
+    def _feature_orders(self, adata, where: str = "the cells passed in") -> dict:
+        """Column permutations that put ``adata``'s features in training order (by name)."""
+        return feature_orders(self._trained_feature_names(), adata, self.modality_names, where)
+
     def _validate_anndata(self, adata=None, copy_if_view: bool = True):
-        """scvi-tools' validation, plus the raw-count checks of training for new cells."""
+        """scvi-tools' validation, plus gene alignment and the raw-count checks for new cells.
+
+        Genes (and peaks) are matched to the training ones by name: the same names in another
+        order are used in training order, minibatch by minibatch (the matrix is not copied);
+        missing or extra names raise a ``ValueError`` naming them.
+        """
         if adata is None and self.adata is None:
             raise ValueError(
                 "This model was loaded without data: pass the cells, e.g. "
                 "`model.transfer(adata, to=...)`, or load it with "
                 "`CFGenModel.load(dir_path, adata=adata)`."
             )
+        if adata is not None and adata is not self.adata:
+            self._feature_orders(adata)
         validated = super()._validate_anndata(adata, copy_if_view)
         if adata is not None and adata is not self.adata:
             manager = self.get_anndata_manager(validated, required=True)
@@ -322,6 +347,12 @@ class CFGenModel(
                     cell_names=names,
                 )
         return validated
+
+    def _make_data_loader(self, adata, *args, **kwargs):
+        """scvi-tools' data loader, with each minibatch's columns in training order."""
+        loader = super()._make_data_loader(adata, *args, **kwargs)
+        orders = self._feature_orders(adata)
+        return AlignedLoader(loader, orders) if orders else loader
 
     @classmethod
     def load(
@@ -348,6 +379,8 @@ class CFGenModel(
             Directory the model was saved in.
         adata
             AnnData or MuData set up like the training data; ``None`` to generate without data.
+            Its genes (and peaks) are matched to the training ones by name: another order is
+            used in training order, missing or extra names raise a ``ValueError``.
         accelerator, device
             Where to load the model (Lightning names).
         prefix
@@ -359,8 +392,22 @@ class CFGenModel(
         """
         if backup_url is not None:
             raise ValueError("`backup_url` is not supported: download the model yourself.")
-        check_model_directory(Path(dir_path), prefix)
-        return super().load(
-            str(dir_path), adata=adata, accelerator=accelerator, device=device, prefix=prefix,
-            **kwargs,
-        )  # fmt: skip
+        saved = check_model_directory(Path(dir_path), prefix)
+        reordered = False
+        if adata is not None:
+            registry = saved["attr_dict"].get("registry_") or {}
+            trained = {
+                key: names
+                for key in (X_KEY, ATAC_X_KEY)
+                if (names := feature_names(registry, key))
+            }
+            where = f"the data passed to `load` for {str(dir_path)!r}"
+            orders = feature_orders(trained, adata, registered_modalities(registry), where)
+            reordered = bool(orders)
+        with warnings.catch_warnings():
+            if reordered:  # scvi-tools warns about the order, which is handled here
+                warnings.filterwarnings("ignore", message=".*var_names.*does not match")
+            return super().load(
+                str(dir_path), adata=adata, accelerator=accelerator, device=device,
+                prefix=prefix, **kwargs,
+            )  # fmt: skip

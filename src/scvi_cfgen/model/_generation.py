@@ -16,7 +16,7 @@ from scvi_cfgen.module._solvers import SolverBackend, SolverMethod, solver_optio
 
 from ._conditions import check_trained_categories, resolve_conditions, resolve_weights
 from ._model_state import require_rna, require_stage
-from ._output import block_noise, chunk_size, draw_cells, stack_output
+from ._output import base_seed, block_noise, chunk_size, draw_cells, stack_output
 
 
 def check_library_size(library_size, n_cells: int) -> np.ndarray | None:
@@ -34,15 +34,6 @@ def check_library_size(library_size, n_cells: int) -> np.ndarray | None:
     if not np.all(np.isfinite(values)) or (values <= 0).any():
         raise ValueError("`library_size` values must be finite and positive.")
     return values
-
-
-def base_seed(seed: int | None) -> int:
-    """The user's seed, or one drawn from torch's global generator."""
-    if seed is None:
-        return int(torch.randint(0, 2**62, (1,)).item())
-    if isinstance(seed, bool) or int(seed) != seed:
-        raise ValueError(f"`seed` must be an integer or None, got {seed!r}.")
-    return int(seed) % 2**63
 
 
 class GenerationMixin:

@@ -21,6 +21,15 @@ SEED_BLOCK = 64
 OUTPUT_DTYPES = {RNA: np.int32, ATAC: np.uint8}
 
 
+def base_seed(seed: int | None) -> int:
+    """The user's seed, or one drawn from torch's global generator."""
+    if seed is None:
+        return int(torch.randint(0, 2**62, (1,)).item())
+    if isinstance(seed, bool) or int(seed) != seed:
+        raise ValueError(f"`seed` must be an integer or None, got {seed!r}.")
+    return int(seed) % 2**63
+
+
 def block_seed(base_seed: int, block: int) -> int:
     """Seed of the ``block``-th block of cells of a call seeded with ``base_seed``."""
     return int(np.random.SeedSequence([base_seed, block]).generate_state(1, dtype=np.uint64)[0])
@@ -76,17 +85,6 @@ def draw_cells(
                 values = distribution(rows).sample()
                 drawn[role].append(sp.csr_matrix(values.cpu().numpy().astype(OUTPUT_DTYPES[role])))
     return {role: sp.vstack(parts, format="csr") for role, parts in drawn.items()}
-
-
-def draw_observed(
-    autoencoder, z: torch.Tensor, library, dispersion_codes
-) -> dict[str, sp.csr_matrix]:
-    """Draw every modality for latents ``z`` with the global random generator, as CSR."""
-    values = autoencoder.sample_modalities(z, library, dispersion_codes)
-    return {
-        role: sp.csr_matrix(v.cpu().numpy().astype(OUTPUT_DTYPES[role]))
-        for role, v in values.items()
-    }
 
 
 def stack_output(

@@ -71,8 +71,11 @@ def _check_pickle(path: Path) -> dict:
             return _RestrictedUnpickler(handle).load()
 
 
-def check_model_directory(dir_path: Path, prefix: str | None = None) -> Path:
-    """Check that ``dir_path`` holds a readable, safe model file; return the file's path.
+def check_model_directory(dir_path: Path, prefix: str | None = None) -> dict:
+    """Check that ``dir_path`` holds a readable, safe model file; return what it holds.
+
+    Tensors in the returned dict are placeholders (``None``): it is for reading the saved
+    registry and attributes before the model is loaded, not for the weights.
 
     Raises
     ------
@@ -110,4 +113,4 @@ def check_model_directory(dir_path: Path, prefix: str | None = None) -> Path:
             f"{str(path)!r} is a torch file but not a saved scvi-tools model (it lacks "
             f"{sorted(expected)}). Save the model again with `model.save`."
         )
-    return path
+    return content

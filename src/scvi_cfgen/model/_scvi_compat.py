@@ -5,7 +5,8 @@ They keep :class:`scvi.model.SCVI`'s signatures and return types. scvi-tools' ow
 (CFGen's encoder is deterministic), it transforms to other batches through a batch covariate of
 the decoder (CFGen's decoder has none; :meth:`~scvi_cfgen.CFGenModel.transfer` moves cells
 instead), and it names genes by ``adata.var_names``, which for a MuData model are not the genes
-of the RNA modality.
+of the RNA modality. Here genes are always returned in training order, named by
+:attr:`~scvi_cfgen.CFGenModel.gene_names`, whatever the order of the cells passed in.
 """
 
 from __future__ import annotations
@@ -17,8 +18,6 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import torch
-
-from scvi_cfgen._constants import RNA
 
 from ._model_state import encode_cells, require_rna, require_stage
 
@@ -67,17 +66,11 @@ class ScviCompatMixin:
             _, generative_outputs = self.module.forward(tensors, compute_loss=False)
             yield tensors, generative_outputs["px"]
 
-    def _rna_var_names(self, adata) -> pd.Index:
-        """Gene names of ``adata`` (its RNA modality for a MuData model)."""
-        if self.modality_names is None:
-            return adata.var_names
-        return adata[self.modality_names[RNA]].var_names
-
-    def _gene_mask(self, adata, gene_list) -> np.ndarray | slice:
+    def _gene_mask(self, gene_list) -> np.ndarray | slice:
+        """Columns of the decoded genes (training order) that are in ``gene_list``."""
         if gene_list is None:
             return slice(None)
-        names = self._rna_var_names(self._validate_anndata(adata))
-        mask = np.asarray(names.isin(gene_list))
+        mask = np.asarray(self.gene_names.isin(gene_list))
         if not mask.any():
             raise ValueError("None of the genes in `gene_list` are among the model's genes.")
         return mask
@@ -126,7 +119,7 @@ class ScviCompatMixin:
                 "CFGen has a deterministic encoder: only `weights='uniform'` applies."
             )
         adata = self._validate_anndata(adata)
-        mask = self._gene_mask(adata, gene_list)
+        mask = self._gene_mask(gene_list)
         parts = []
         for _, px in self._decoded_batches(adata, indices, batch_size, data_loader_kwargs):
             values = px.mu if library_size == "latent" else px.scale * float(library_size)
@@ -142,7 +135,7 @@ class ScviCompatMixin:
             return_numpy = True
         if return_numpy:
             return expression
-        return pd.DataFrame(expression, index=cells, columns=self._rna_var_names(adata)[mask])
+        return pd.DataFrame(expression, index=cells, columns=self.gene_names[mask])
 
     @torch.inference_mode()
     def posterior_predictive_sample(
@@ -174,7 +167,7 @@ class ScviCompatMixin:
         if int(n_samples) != n_samples or n_samples < 1:
             raise ValueError(f"`n_samples` must be a positive integer, got {n_samples!r}.")
         adata = self._validate_anndata(adata)
-        mask = self._gene_mask(adata, gene_list)
+        mask = self._gene_mask(gene_list)
         parts = []
         for _, px in self._decoded_batches(adata, indices, batch_size, data_loader_kwargs):
             draws = px.sample() if n_samples == 1 else px.sample((n_samples,)).permute(1, 2, 0)

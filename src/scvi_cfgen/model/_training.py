@@ -308,6 +308,13 @@ class TrainingMixin:
             )
         if self.adata_manager is None:
             raise ValueError("This model has no registered AnnData; load it with `adata=...`.")
+        if self._feature_orders(self.adata_manager.adata, "the registered data"):
+            raise ValueError(
+                "The registered data hold the model's genes in another order than it was "
+                "trained with (e.g. after `load(dir, adata=...)` with reordered genes); training "
+                "on them would scramble the weights. Register the cells in training order: "
+                "`adata = adata[:, model.gene_names].copy()` before `setup_anndata`/`load`."
+            )
         if int(batch_size) != batch_size or batch_size < 2:
             raise ValueError("`batch_size` must be an integer of at least 2 (BatchNorm).")
         external = (datasplitter_kwargs or {}).get("external_indexing") is not None

@@ -16,7 +16,7 @@ from scvi_cfgen.module._solvers import SolverBackend, SolverMethod, solver_optio
 
 from ._conditions import check_trained_categories, encode_categories, resolve_weights
 from ._model_state import require_stage
-from ._output import draw_observed, stack_output
+from ._output import base_seed, chunk_size, draw_cells, stack_output
 
 TRANSFERRED_LATENT_KEY = "X_cfgen_transferred"
 
@@ -61,7 +61,8 @@ class TransferMixin:
         guidance_weights
             Guidance weight of every attribute in both directions (number or dict; default 1).
         seed
-            Random seed of the count sampling.
+            Random seed of the count sampling; as in :meth:`generate`, each block of 64 cells
+            draws from its own seed, so the cells do not depend on ``batch_size``.
         batch_size
             Cells per chunk.
         solver, n_steps, rtol, atol, solver_backend
@@ -101,41 +102,42 @@ class TransferMixin:
         adata = self._validate_anndata(adata)
         module = self.module.eval()
         device = self.device
-        loader = self._make_data_loader(adata=adata, indices=indices, batch_size=batch_size)
-        chunks, latents, devices = [], [], [device] if device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices, enabled=seed is not None):
-            if seed is not None:
-                torch.manual_seed(seed)
-            for tensors in track(
-                loader, description="Transferring cells", disable=not progress_bar
-            ):
-                x, x_atac = (tensors.get(key) for key in (X_KEY, ATAC_X_KEY))
-                x, x_atac = (None if t is None else t.to(device) for t in (x, x_atac))
-                source = tensors[CAT_COVS_KEY].to(device).long()
-                target = source.clone()
-                for index, code in targets.items():
-                    target[:, index] = code
-                cell_weights = torch.as_tensor(weights, dtype=torch.float32, device=device)
-                cell_weights = cell_weights.expand(source.shape[0], -1)
-                library = x.sum(dim=1) if x is not None else None
-                size = None if library is None else module.size_factor_condition(library.log())
-                noise = module.integrate_latent(
-                    module.encode_standardized(x, x_atac),
-                    source,
-                    cell_weights,
-                    size,
-                    1.0,
-                    0.0,
-                    **solver_kwargs,
+        seed = base_seed(seed)
+        loader = self._make_data_loader(
+            adata=adata, indices=indices, batch_size=chunk_size(int(batch_size))
+        )
+        chunks, latents, start = [], [], 0
+        for tensors in track(loader, description="Transferring cells", disable=not progress_bar):
+            x, x_atac = (tensors.get(key) for key in (X_KEY, ATAC_X_KEY))
+            x, x_atac = (None if t is None else t.to(device) for t in (x, x_atac))
+            source = tensors[CAT_COVS_KEY].to(device).long()
+            target = source.clone()
+            for index, code in targets.items():
+                target[:, index] = code
+            cell_weights = torch.as_tensor(weights, dtype=torch.float32, device=device)
+            cell_weights = cell_weights.expand(source.shape[0], -1)
+            library = x.sum(dim=1) if x is not None else None
+            size = None if library is None else module.size_factor_condition(library.log())
+            noise = module.integrate_latent(
+                module.encode_standardized(x, x_atac),
+                source,
+                cell_weights,
+                size,
+                1.0,
+                0.0,
+                **solver_kwargs,
+            )
+            moved = module.integrate_latent(
+                noise, target, cell_weights, size, 0.0, 1.0, **solver_kwargs
+            )
+            z = module.unstandardize_latent(moved)
+            chunks.append(
+                draw_cells(
+                    module.autoencoder, z, library, module.dispersion_codes(target), seed, start
                 )
-                moved = module.integrate_latent(
-                    noise, target, cell_weights, size, 0.0, 1.0, **solver_kwargs
-                )
-                z = module.unstandardize_latent(moved)
-                chunks.append(
-                    draw_observed(module.autoencoder, z, library, module.dispersion_codes(target))
-                )
-                latents.append(z.cpu().numpy())
+            )
+            latents.append(z.cpu().numpy())
+            start += z.shape[0]
 
         selected = np.arange(adata.n_obs) if indices is None else np.asarray(indices)
         obs = adata.obs.iloc[selected].copy()
