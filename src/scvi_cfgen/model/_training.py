@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import copy
 import logging
+import signal
+import threading
 import warnings
 from collections.abc import Mapping
+from pathlib import Path
 
 import numpy as np
 import torch
+from scvi import settings
 from scvi.dataloaders import DataSplitter
 from scvi.model._utils import use_distributed_sampler
 from scvi.train import TrainRunner
@@ -18,7 +22,16 @@ from scvi_cfgen._constants import CAT_COVS_KEY, X_KEY
 from scvi_cfgen._validation import row_sums
 from scvi_cfgen.module._cfgen import TRAINING_STAGES
 from scvi_cfgen.train import AutoencoderTrainingPlan, FlowTrainingPlan
+from scvi_cfgen.train._callbacks import (
+    EpochCheckpoint,
+    FaultGuard,
+    QuietEarlyStopping,
+    StageProgressBar,
+    stage_summary,
+)
+from scvi_cfgen.train._quiet import quiet_lightning
 
+from ._checkpoints import TrainingCheckpoints
 from ._model_state import encode_cells, trained_stages
 from ._schedule import (
     DEFAULT_VALIDATION_FRACTION,
@@ -33,6 +46,9 @@ from ._schedule import (
 from ._training_arguments import check_budget, legacy_arguments, per_stage
 
 logger = logging.getLogger(__name__)
+
+#: Categories with fewer training cells than this are reported before training.
+SMALL_CATEGORY_CELLS = 10
 
 
 class TrainingMixin:
@@ -59,6 +75,9 @@ class TrainingMixin:
         plan_kwargs: Mapping | None = None,
         datamodule=None,
         trainer_config: Mapping | None = None,
+        checkpoint_dir: str | Path | None = None,
+        resume: bool = False,
+        checkpoint_interval: float = 60.0,
         **trainer_kwargs,
     ) -> None:
         """Train the count autoencoder, then the latent flow on the frozen encoder.
@@ -109,18 +128,53 @@ class TrainingMixin:
             Not supported yet (out-of-core data modules are planned); must be ``None``.
         trainer_config
             Configuration of :class:`~scvi.train.Trainer`; ``trainer_kwargs`` take precedence.
+        checkpoint_dir
+            Directory for checkpoints that survive a crash or an interruption: the split, each
+            finished stage's weights, and the running stage's Lightning checkpoint (weights,
+            optimiser, schedules, epoch), written at the end of an epoch at most every
+            ``checkpoint_interval`` seconds. Must be empty unless ``resume``.
+        resume
+            Continue the run recorded in ``checkpoint_dir`` (e.g. in a new process, on a new
+            model built on the same registered data): same split, finished stages loaded, the
+            interrupted stage resumed from its last checkpoint. The history then holds the
+            epochs run after resuming.
+        checkpoint_interval
+            Seconds between checkpoints of a running stage (``0``: every epoch).
         **trainer_kwargs
             Passed to :class:`~scvi.train.Trainer` for both stages (e.g.
-            ``early_stopping_patience``, ``enable_progress_bar``). The names of scvi-cfgen 0.1
-            (``max_epochs_autoencoder``, ``max_epochs_flow``, ``autoencoder_plan_kwargs``,
-            ``flow_plan_kwargs``) still work and warn.
+            ``early_stopping_patience``, ``enable_progress_bar``, ``callbacks``). The names of
+            scvi-cfgen 0.1 (``max_epochs_autoencoder``, ``max_epochs_flow``,
+            ``autoencoder_plan_kwargs``, ``flow_plan_kwargs``) still work and warn.
+
+        Notes
+        -----
+        Each stage shows one progress bar named after it, which ends with the reason the stage
+        stopped (early stopping at step N, or the budget); the same facts are kept in
+        ``model.training_summary_``. A NaN or infinite training loss stops the stage with a
+        :class:`~scvi_cfgen.train.NonFiniteLossError` (a ``ValueError``) naming the stage,
+        epoch and likely cause; the module keeps its last good epoch's weights. Lightning's
+        banners and internal warnings are silenced unless ``scvi.settings.verbosity`` is
+        ``logging.DEBUG``.
 
         Examples
         --------
         >>> model.train()  # both stages, default budgets
         >>> model.train(max_epochs={"autoencoder": 100, "flow": 400}, plan_kwargs={"lr": 1e-3})
+        >>> model.train(checkpoint_dir="ckpt")  # interrupted? in a new session:
+        >>> model.train(checkpoint_dir="ckpt", resume=True)
         """
         epochs, plans = self._stage_settings(max_epochs, plan_config, plan_kwargs, trainer_kwargs)
+        checkpoints = None if checkpoint_dir is None else TrainingCheckpoints(checkpoint_dir)
+        if resume and checkpoints is None:
+            raise ValueError("`resume=True` needs the `checkpoint_dir` of the run to resume.")
+        if checkpoint_interval < 0:
+            raise ValueError(f"`checkpoint_interval` must be >= 0, got {checkpoint_interval}.")
+        if resume:
+            self._check_registered_genes()
+            recorded = checkpoints.read_split(self.adata.n_obs, self.gene_names)
+            datasplitter_kwargs = {**(datasplitter_kwargs or {}), "external_indexing": recorded}
+        elif checkpoints is not None:
+            checkpoints.start()
         splitter = self._training_split(
             train_size,
             validation_size,
@@ -131,12 +185,18 @@ class TrainingMixin:
             datamodule,
             trainer_kwargs,
         )
+        if checkpoints is not None and not resume:
+            checkpoints.write_split(splitter, self.adata.n_obs, self.gene_names)
         previous = None
         if "flow" in trained_stages(self):  # a working model: keep it if re-training fails
             previous = (copy.deepcopy(self.module.state_dict()), self.history_)
         self._fit_data_statistics(np.asarray(splitter.train_idx))
         try:
             for stage in TRAINING_STAGES:
+                finished = checkpoints.finished_state(stage) if resume else None
+                if finished is not None:
+                    self._adopt_finished_stage(stage, finished, splitter)
+                    continue
                 self._run_stage(
                     stage,
                     splitter,
@@ -147,6 +207,9 @@ class TrainingMixin:
                     early_stopping,
                     trainer_config,
                     trainer_kwargs,
+                    checkpoints=checkpoints,
+                    checkpoint_interval=checkpoint_interval,
+                    resume=resume,
                 )
         except BaseException:
             if previous is not None:
@@ -266,6 +329,26 @@ class TrainingMixin:
         )
 
     # ------------------------------------------------------------------ helpers
+    def _adopt_finished_stage(self, stage: str, state: dict, splitter) -> None:
+        """Take a stage's weights from a resumed run in which it had finished."""
+        self.module.load_state_dict(state)
+        if stage == "autoencoder":
+            self._fit_latent_statistics(np.asarray(splitter.train_idx))
+        self.train_indices, self.validation_indices = splitter.train_idx, splitter.val_idx
+        self.trained_stages_ = [*(s for s in trained_stages(self) if s != stage), stage]
+        self.is_trained_ = "flow" in self.trained_stages_
+        self.module.eval()
+        logger.info("The %s had finished in the resumed run; its weights are loaded.", stage)
+
+    def _check_registered_genes(self) -> None:
+        if self._feature_orders(self.adata_manager.adata, "the registered data"):
+            raise ValueError(
+                "The registered data hold the model's genes in another order than it was "
+                "trained with (e.g. after `load(dir, adata=...)` with reordered genes); training "
+                "on them would scramble the weights. Register the cells in training order: "
+                "`adata = adata[:, model.gene_names].copy()` before `setup_anndata`/`load`."
+            )
+
     @staticmethod
     def _stage_settings(max_epochs, plan_config, plan_kwargs, trainer_kwargs):
         epochs = {
@@ -308,13 +391,7 @@ class TrainingMixin:
             )
         if self.adata_manager is None:
             raise ValueError("This model has no registered AnnData; load it with `adata=...`.")
-        if self._feature_orders(self.adata_manager.adata, "the registered data"):
-            raise ValueError(
-                "The registered data hold the model's genes in another order than it was "
-                "trained with (e.g. after `load(dir, adata=...)` with reordered genes); training "
-                "on them would scramble the weights. Register the cells in training order: "
-                "`adata = adata[:, model.gene_names].copy()` before `setup_anndata`/`load`."
-            )
+        self._check_registered_genes()
         if int(batch_size) != batch_size or batch_size < 2:
             raise ValueError("`batch_size` must be an integer of at least 2 (BatchNorm).")
         external = (datasplitter_kwargs or {}).get("external_indexing") is not None
@@ -351,8 +428,17 @@ class TrainingMixin:
         early_stopping,
         trainer_config,
         trainer_kwargs,
+        checkpoints: TrainingCheckpoints | None = None,
+        checkpoint_interval: float = 60.0,
+        resume: bool = False,
     ) -> None:
-        """Train one stage; on any failure restore the module and state from before it."""
+        """Train one stage.
+
+        On a failure the module keeps the last good epoch's weights of a stage that was not
+        trained before (the stage stays unfinished), and is restored to its state from before
+        the stage otherwise. A ``KeyboardInterrupt`` comes out as one, with the SIGINT handler
+        that Lightning replaced put back.
+        """
         n_steps = steps_per_epoch(
             len(splitter.train_idx), splitter.data_loader_kwargs["batch_size"]
         )
@@ -375,13 +461,34 @@ class TrainingMixin:
             early_stopping = False
             if stage == "flow":
                 plan_kwargs.setdefault("reduce_lr_on_plateau", False)
-        kwargs.setdefault("early_stopping", early_stopping)
-        kwargs.setdefault("early_stopping_monitor", "validation_loss")
-        kwargs.setdefault(
-            "early_stopping_patience",
-            epochs_for_steps(EARLY_STOPPING_PATIENCE_STEPS, n_steps, MIN_PATIENCE_EPOCHS),
-        )
         kwargs.setdefault("check_val_every_n_epoch", 1 if splitter.n_val > 0 else None)
+        kwargs.setdefault("log_every_n_steps", max(1, min(10, n_steps)))
+        guard = FaultGuard(stage)
+        callbacks = [*kwargs.pop("callbacks", []), guard]
+        if kwargs.pop("early_stopping", early_stopping):
+            callbacks.append(
+                QuietEarlyStopping(
+                    monitor=kwargs.pop("early_stopping_monitor", "validation_loss"),
+                    patience=kwargs.pop(
+                        "early_stopping_patience",
+                        epochs_for_steps(
+                            EARLY_STOPPING_PATIENCE_STEPS, n_steps, MIN_PATIENCE_EPOCHS
+                        ),
+                    ),
+                    min_delta=kwargs.pop("early_stopping_min_delta", 0.0),
+                    mode=kwargs.pop("early_stopping_mode", "min"),
+                    warmup_epochs=kwargs.pop("early_stopping_warmup_epochs", 0),
+                )
+            )
+        if kwargs.get("enable_progress_bar", True) and kwargs.get("simple_progress_bar", True):
+            callbacks.append(StageProgressBar(stage, kwargs.pop("progress_bar_refresh_rate", 1)))
+            kwargs["simple_progress_bar"] = False
+        if checkpoints is not None:
+            callbacks.append(
+                EpochCheckpoint(checkpoints.stage_checkpoint(stage), checkpoint_interval)
+            )
+            if resume:
+                kwargs.setdefault("ckpt_path", checkpoints.resume_from(stage))
         plan_cls = self._autoencoder_plan_cls if stage == "autoencoder" else self._flow_plan_cls
         plan = plan_cls(self.module, **plan_kwargs)
 
@@ -393,24 +500,49 @@ class TrainingMixin:
         kept = [s for s in before["stages"] if s != stage and stage != "autoencoder"]
         self.trained_stages_, self.is_trained_, self.history_ = kept, False, None
         logger.info("Training the %s (%d epochs at most).", stage, max_epochs)
+        sigint = (
+            signal.getsignal(signal.SIGINT)
+            if threading.current_thread() is threading.main_thread()
+            else None
+        )
         try:
-            self._train_runner_cls(
-                self,
-                training_plan=plan,
-                data_splitter=splitter,
-                max_epochs=max_epochs,
-                accelerator=accelerator,
-                devices=devices,
-                trainer_config=trainer_config,
-                **kwargs,
-            )()
-        except BaseException:
-            self.module.load_state_dict(before["state"])
+            with quiet_lightning(verbose=settings.verbosity <= logging.DEBUG):
+                runner = self._train_runner_cls(
+                    self,
+                    training_plan=plan,
+                    data_splitter=splitter,
+                    max_epochs=max_epochs,
+                    accelerator=accelerator,
+                    devices=devices,
+                    trainer_config=trainer_config,
+                    callbacks=callbacks,
+                    **kwargs,
+                )
+                runner()
+        except BaseException as error:
+            first_time = stage not in before["stages"]
+            if first_time and guard.last_good_state is not None:
+                self.module.load_state_dict(guard.last_good_state)
+            else:
+                self.module.load_state_dict(before["state"])
             self.trained_stages_ = before["stages"]
             self.is_trained_ = "flow" in before["stages"]
             self.history_ = before["history"]
             self.module.eval()
+            if isinstance(error, SystemExit) and guard.interrupted:
+                if sigint is not None:
+                    signal.signal(signal.SIGINT, sigint)
+                raise KeyboardInterrupt(
+                    f"Training of the {stage} was interrupted; the model keeps its finished "
+                    f"stages {self.trained_stages_ or '(none)'}."
+                ) from None
             raise
+        trainer = getattr(runner, "trainer", None)
+        if trainer is not None:
+            self.training_summary_ = {
+                **(getattr(self, "training_summary_", None) or {}),
+                stage: stage_summary(trainer),
+            }
         if stage == "autoencoder":
             self._fit_latent_statistics(np.asarray(splitter.train_idx))
         previous = {
@@ -425,6 +557,8 @@ class TrainingMixin:
         self.trained_stages_ = [*kept, stage]
         self.is_trained_ = "flow" in self.trained_stages_
         self.module.eval()
+        if checkpoints is not None:
+            checkpoints.finish(stage, self.module)
 
     def _fit_data_statistics(self, train_indices: np.ndarray) -> None:
         """Attribute frequencies and size-factor laws of the training cells only."""
@@ -438,12 +572,31 @@ class TrainingMixin:
         else:
             all_codes = np.zeros((len(train_indices), 0))
         codes = torch.as_tensor(all_codes, dtype=torch.long).reshape(len(train_indices), -1)
+        self._report_small_categories(codes.numpy())
         size_index = self.module.size_factor_attribute_index
         self.module.statistics.fit_attributes_and_sizes(
             codes,
             torch.log(torch.as_tensor(libraries)),
             None if size_index is None else codes[:, size_index],
         )
+
+    def _report_small_categories(self, codes: np.ndarray) -> None:
+        """Warn, by name and count, about categories with few training cells."""
+        small = {}
+        for index, (name, categories) in enumerate(self.attribute_categories.items()):
+            counts = np.bincount(codes[:, index], minlength=len(categories))
+            few = {str(c): int(n) for c, n in zip(categories, counts) if n < SMALL_CATEGORY_CELLS}
+            if few:
+                small[name] = few
+        if small:
+            warnings.warn(
+                f"Categories with fewer than {SMALL_CATEGORY_CELLS} training cells: {small}. "
+                "The flow learns their conditional distribution from these cells alone, so "
+                "cells generated for them are less reliable (check them with "
+                "`scvi_cfgen.metrics.evaluate`); consider merging such categories.",
+                UserWarning,
+                stacklevel=4,
+            )
 
     @torch.inference_mode()
     def _fit_latent_statistics(self, train_indices: np.ndarray) -> None:
