@@ -99,3 +99,26 @@ def test_demo_writes_its_outputs(tmp_path):
     summary = json.loads((outdir / "summary.json").read_text())
     assert summary["generated_cells"] == 50
     assert 0 <= summary["knn_label_agreement"]["overall"] <= 1
+
+
+def test_cli_train_checkpoints_and_resumes(tmp_path, capsys):
+    data = tmp_path / "cells.h5ad"
+    make_marker_counts(n_cells=120).write_h5ad(data)
+    common = ["train", str(data), "--attributes", "cell_type", "--n-latent", "4"]
+    budgets = ["--max-epochs-autoencoder", "2", "--max-epochs-flow", "2", "--seed", "3"]
+    checkpoints = ["--checkpoint-dir", str(tmp_path / "ckpt")]
+    assert main([*common, *budgets, *checkpoints, "--model-dir", str(tmp_path / "a")]) == 0
+    assert (tmp_path / "ckpt" / "flow.pt").is_file()
+    # resuming a finished run only loads its stages: the same weights, the same cells
+    again = [*common, *budgets, *checkpoints, "--resume", "--model-dir", str(tmp_path / "b")]
+    assert main(again) == 0
+    cells = []
+    for name in ("a", "b"):
+        out = tmp_path / f"{name}.h5ad"
+        args = ["generate", str(tmp_path / name), "--output", str(out), "--n-cells", "20"]
+        assert main([*args, "--solver", "euler", "--n-steps", "4"]) == 0
+        cells.append(ad.read_h5ad(out).X.toarray())
+    np.testing.assert_array_equal(*cells)
+    capsys.readouterr()
+    assert main([*common, "--resume", "--model-dir", str(tmp_path / "c")]) == 2
+    assert "--resume needs the --checkpoint-dir" in capsys.readouterr().err

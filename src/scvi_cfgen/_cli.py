@@ -157,6 +157,12 @@ def _train(args: argparse.Namespace) -> None:
     from scvi_cfgen import CFGenModel
 
     _check_output_free(args.model_dir, args.overwrite)
+    if args.resume and args.checkpoint_dir is None:
+        raise ValueError("--resume needs the --checkpoint-dir of the run to resume.")
+    if args.seed is not None:
+        import scvi
+
+        scvi.settings.seed = args.seed
     adata = ad.read_h5ad(args.input)
     CFGenModel.setup_anndata(adata, layer=args.layer, categorical_covariate_keys=args.attributes)
     model = CFGenModel(adata, n_latent=args.n_latent)
@@ -164,6 +170,8 @@ def _train(args: argparse.Namespace) -> None:
         max_epochs={"autoencoder": args.max_epochs_autoencoder, "flow": args.max_epochs_flow},
         accelerator=args.accelerator,
         batch_size=args.batch_size,
+        checkpoint_dir=args.checkpoint_dir,
+        resume=args.resume,
     )
     model.save(args.model_dir, overwrite=args.overwrite)
     print(f"Saved the trained model in {args.model_dir}.")
@@ -223,6 +231,16 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--max-epochs-flow", type=int, default=None)
     train.add_argument("--batch-size", type=int, default=256)
     train.add_argument("--accelerator", default="auto")
+    train.add_argument("--seed", type=int, default=None, help="scvi.settings.seed (reproducible)")
+    train.add_argument(
+        "--checkpoint-dir",
+        type=Path,
+        default=None,
+        help="write checkpoints here so an interrupted run can --resume",
+    )
+    train.add_argument(
+        "--resume", action="store_true", help="continue the run in --checkpoint-dir"
+    )
     train.add_argument("--overwrite", action="store_true")
 
     generate = commands.add_parser("generate", help="generate cells from a saved model")
