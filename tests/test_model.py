@@ -1,7 +1,10 @@
+import copy
+
 import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+import scvi
 import sparse
 import torch
 from helpers import TINY, make_marker_counts
@@ -366,3 +369,24 @@ def test_default_schedule_is_counted_in_optimiser_steps(n_cells, batch_size):
     assert [c["max_epochs"] for c in _RecordingRunner.calls] == [7, 7]
     assert [_patience(c) for c in _RecordingRunner.calls] == [3, 3]
     assert _RecordingRunner.calls[1]["plan"].lr_patience == 4
+
+
+def test_flow_from_the_latent_table_matches_the_flow_from_counts():
+    """Encoding each cell once trains the same flow as re-encoding every minibatch."""
+    adata = make_marker_counts(n_cells=200)
+    scvi_cfgen.CFGenModel.setup_anndata(adata, categorical_covariate_keys=["cell_type", "batch"])
+    scvi.settings.seed = 0
+    model = scvi_cfgen.CFGenModel(adata, **TINY, condition_on_size_factor=True)
+    model.train_autoencoder(max_epochs=3, batch_size=32, enable_progress_bar=False)
+    start = copy.deepcopy(model.module.state_dict())
+    flows, histories = [], []
+    for on_table in (False, True):
+        model.module.load_state_dict(start)
+        model._flow_on_latent_table = on_table
+        scvi.settings.seed = 1
+        model.train_flow(max_epochs=4, batch_size=32, enable_progress_bar=False)
+        flows.append({k: v.clone() for k, v in model.module.flow.state_dict().items()})
+        histories.append(model.history_["validation_loss_flow"].to_numpy(dtype=float).ravel())
+    for key, value in flows[0].items():
+        torch.testing.assert_close(flows[1][key], value, rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(histories[1], histories[0], rtol=1e-4)

@@ -32,6 +32,7 @@ from scvi_cfgen.train._callbacks import (
 from scvi_cfgen.train._quiet import quiet_lightning
 
 from ._checkpoints import TrainingCheckpoints
+from ._latent_table import latent_splitter
 from ._model_state import encode_cells, trained_stages
 from ._schedule import (
     DEFAULT_VALIDATION_FRACTION,
@@ -58,6 +59,8 @@ class TrainingMixin:
     _autoencoder_plan_cls = AutoencoderTrainingPlan
     _flow_plan_cls = FlowTrainingPlan
     _train_runner_cls = TrainRunner
+    #: Train the flow on a table of latents encoded once (``False``: re-encode every minibatch).
+    _flow_on_latent_table = True
 
     def train(
         self,
@@ -507,10 +510,13 @@ class TrainingMixin:
         )
         try:
             with quiet_lightning(verbose=settings.verbosity <= logging.DEBUG):
+                data = splitter
+                if stage == "flow" and self._flow_on_latent_table:
+                    data = latent_splitter(self, splitter)
                 runner = self._train_runner_cls(
                     self,
                     training_plan=plan,
-                    data_splitter=splitter,
+                    data_splitter=data,
                     max_epochs=max_epochs,
                     accelerator=accelerator,
                     devices=devices,

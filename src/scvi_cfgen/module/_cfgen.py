@@ -8,7 +8,14 @@ from typing import Literal
 import torch
 from scvi.module.base import BaseModuleClass, LossOutput
 
-from scvi_cfgen._constants import ATAC_X_KEY, CAT_COVS_KEY, X_KEY
+from scvi_cfgen._constants import (
+    ATAC_X_KEY,
+    CAT_COVS_KEY,
+    LATENT_KEY,
+    LOG_LIBRARY_KEY,
+    SEED_TOTAL_KEY,
+    X_KEY,
+)
 
 from ._autoencoder import CountAutoencoder, binarize, minibatch_generator
 from ._data_statistics import DataStatistics
@@ -261,20 +268,30 @@ class CFGenModule(BaseModuleClass):
     def flow_loss(self, tensors) -> LossOutput:
         """Conditional flow matching loss on frozen, standardised latents of a minibatch.
 
+        ``tensors`` hold either a minibatch of the latent table (``"latent"``: standardised
+        latents, ``"log_library"``, ``"seed_total"``; what :meth:`CFGenModel.train
+        <scvi_cfgen.CFGenModel.train>` uses, each cell encoded once) or counts, which are then
+        encoded here with the frozen encoder.
+
         In eval mode (validation) the noise, times and condition dropout are drawn from a
         generator seeded by the minibatch's content, so every validation pass sees the same
         draws for the same cells: epoch-to-epoch changes of the validation loss then reflect the
         model, not the sampling noise, and early stopping can trust them.
         """
-        x, x_atac = tensors.get(X_KEY), tensors.get(ATAC_X_KEY)
-        z1 = self.encode_standardized(x, x_atac)
-        generator = None
-        if not self.training:
-            generator = minibatch_generator(x if self.has_rna else x_atac)
+        if LATENT_KEY in tensors:
+            z1 = tensors[LATENT_KEY]
+            log_library = tensors[LOG_LIBRARY_KEY].reshape(-1)
+            seed_source = tensors[SEED_TOTAL_KEY]
+        else:
+            x, x_atac = tensors.get(X_KEY), tensors.get(ATAC_X_KEY)
+            z1 = self.encode_standardized(x, x_atac)
+            log_library = torch.log(x.sum(dim=1)) if self.has_rna else None
+            seed_source = x if self.has_rna else x_atac
+        generator = None if self.training else minibatch_generator(seed_source)
         codes = tensors[CAT_COVS_KEY].long() if CAT_COVS_KEY in tensors else None
         if codes is None:
             codes = torch.zeros(z1.shape[0], 0, dtype=torch.long, device=z1.device)
-        size = self.size_factor_condition(torch.log(x.sum(dim=1))) if self.has_rna else None
+        size = self.size_factor_condition(log_library) if self.has_rna else None
         per_cell = self.flow.loss(z1, codes, size, generator)
         return LossOutput(loss=per_cell.mean(), n_obs_minibatch=per_cell.shape[0])
 

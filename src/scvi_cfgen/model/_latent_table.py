@@ -1,0 +1,87 @@
+"""The flow stage's data: every cell encoded once by the frozen encoder, in a small AnnData."""
+
+from __future__ import annotations
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import torch
+from scvi.data import AnnDataManager
+from scvi.data.fields import LayerField, NumericalJointObsField, NumericalObsField
+from scvi.dataloaders import DataSplitter
+
+from scvi_cfgen._constants import (
+    ATAC_X_KEY,
+    CAT_COVS_KEY,
+    LATENT_KEY,
+    LOG_LIBRARY_KEY,
+    SEED_TOTAL_KEY,
+    X_KEY,
+)
+from scvi_cfgen._validation import row_sums
+
+from ._model_state import encode_cells
+
+#: Cells encoded per forward pass when the latent table is built.
+ENCODING_BATCH_SIZE = 1024
+
+
+def latent_table(model) -> AnnDataManager:
+    """Standardised latents, attribute codes and library sizes of every registered cell.
+
+    The encoder is frozen during the flow stage, so each cell's latent is fixed: encoding the
+    cells once replaces an encoder pass per cell per flow epoch. The table holds ``n_cells x
+    n_latent`` floats (200 MB for a million cells at 50 dimensions), whatever the number of genes.
+    """
+    manager = model.adata_manager
+    n_cells = manager.adata.n_obs
+    with torch.random.fork_rng(devices=[]):  # iterating a data loader draws from the RNG
+        latents = encode_cells(model, model.adata, None, ENCODING_BATCH_SIZE)
+    latents = model.module.standardize_latent(latents.to(model.device)).cpu().numpy()
+    counts_key = X_KEY if model.has_rna else ATAC_X_KEY
+    totals = row_sums(manager.get_from_registry(counts_key))
+    obs = pd.DataFrame(
+        {
+            # RNA size factor for the flow's condition; unused by an ATAC-only model
+            LOG_LIBRARY_KEY: np.log(np.maximum(totals, 1.0)),
+            # seeds validation draws as the count minibatches did
+            SEED_TOTAL_KEY: totals,
+        },
+        index=manager.adata.obs_names,
+    )
+    code_columns = []
+    if model.attribute_categories:
+        codes = np.asarray(manager.get_from_registry(CAT_COVS_KEY)).reshape(n_cells, -1)
+        for index in range(codes.shape[1]):
+            column = f"code_{index}"
+            obs[column] = codes[:, index].astype(np.float32)
+            code_columns.append(column)
+    table = ad.AnnData(X=latents.astype(np.float32), obs=obs)
+    fields = [
+        LayerField(LATENT_KEY, None, is_count_data=False),
+        NumericalObsField(LOG_LIBRARY_KEY, LOG_LIBRARY_KEY),
+        NumericalObsField(SEED_TOTAL_KEY, SEED_TOTAL_KEY),
+        NumericalJointObsField(CAT_COVS_KEY, code_columns or None),
+    ]
+    table_manager = AnnDataManager(fields=fields)
+    table_manager.register_fields(table)
+    return table_manager
+
+
+def latent_splitter(model, splitter: DataSplitter) -> DataSplitter:
+    """A data splitter over the latent table with exactly the cells of ``splitter``'s split."""
+    manager = latent_table(model)
+    test = getattr(splitter, "test_idx", None)
+    indices = [
+        np.asarray(splitter.train_idx),
+        np.asarray(splitter.val_idx),
+        np.asarray([] if test is None else test, dtype=np.int64),
+    ]
+    latent = DataSplitter(
+        manager,
+        shuffle_set_split=False,
+        external_indexing=indices,
+        **splitter.data_loader_kwargs,
+    )
+    latent.setup()
+    return latent
