@@ -194,16 +194,17 @@ def _generate(args: argparse.Namespace) -> None:
     else:
         conditions = _parse_conditions(args.condition) or None
         n_cells = args.n_cells
-    generated = model.generate(
+    model.generate(
         n_cells=n_cells,
         conditions=conditions,
         seed=args.seed,
         batch_size=args.batch_size,
         solver=args.solver,
         n_steps=args.n_steps,
+        out=args.output,
+        overwrite=args.overwrite,
     )
-    generated.write_h5ad(args.output)
-    print(f"Wrote {generated.n_obs} generated cells x {generated.n_vars} genes to {args.output}.")
+    print(f"Wrote the generated cells to {args.output} (streamed chunk by chunk).")
 
 
 def build_parser() -> argparse.ArgumentParser:

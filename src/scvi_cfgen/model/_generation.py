@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 
 import anndata as ad
 import mudata as md
@@ -17,6 +18,7 @@ from scvi_cfgen.module._solvers import SolverBackend, SolverMethod, solver_optio
 from ._conditions import check_trained_categories, resolve_conditions, resolve_weights
 from ._model_state import require_rna, require_stage
 from ._output import base_seed, block_noise, chunk_size, draw_cells, stack_output
+from ._streaming import check_output_path, write_streamed
 
 
 def check_library_size(library_size, n_cells: int) -> np.ndarray | None:
@@ -54,7 +56,9 @@ class GenerationMixin:
         atol: float = 1e-5,
         solver_backend: SolverBackend = "torchdiffeq",
         progress_bar: bool = True,
-    ) -> ad.AnnData | md.MuData:
+        out: str | Path | None = None,
+        overwrite: bool = False,
+    ) -> ad.AnnData | md.MuData | Path:
         """Generate new cells as raw counts, conditioned on any subset of the attributes.
 
         Noise is integrated through the guided velocity field to latents, which are decoded to
@@ -97,6 +101,13 @@ class GenerationMixin:
             ``"torchdiffeq"`` or ``"torchdyn"``.
         progress_bar
             Show a progress bar over chunks.
+        out
+            Write the cells to this file chunk by chunk instead of returning them: ``.h5ad`` or
+            ``.zarr`` for a model set up with AnnData, ``.h5mu`` for a MuData model. Memory then
+            stays flat in ``n_cells`` (one chunk of counts at a time, plus ``obs``); read the
+            result with ``anndata.read_h5ad(out, backed="r")`` or ``mudata.read_h5mu``.
+        overwrite
+            Replace ``out`` if it exists (otherwise a ``ValueError`` before any work).
 
         Returns
         -------
@@ -106,9 +117,11 @@ class GenerationMixin:
         its registered modalities under their names: RNA as CSR ``int32`` counts, ATAC as CSR
         ``uint8`` 0/1 peaks (``var`` = the training peaks); the MuData's ``obs`` and each
         modality's ``obs`` hold the attributes (and, with RNA, the ``size_factor``). Either
-        writes to ``.h5ad`` / ``.h5mu``.
+        writes to ``.h5ad`` / ``.h5mu``. With ``out``, the path written.
         """
         require_stage(self, "flow", "generate")
+        if out is not None:
+            out = check_output_path(out, self.modality_names is not None, overwrite)
         solver_kwargs = solver_options(solver, n_steps, rtol, atol, solver_backend)
         if int(batch_size) != batch_size or batch_size < 1:
             raise ValueError(f"`batch_size` must be a positive integer, got {batch_size}.")
@@ -140,22 +153,24 @@ class GenerationMixin:
         weights_t = torch.as_tensor(weights, dtype=torch.float32, device=device)
         step = chunk_size(int(batch_size))
         starts = range(0, n_cells, step)
-        chunks = []
-        for start in track(
-            starts, description="Generating cells", disable=not progress_bar or len(starts) < 2
-        ):
-            rows = slice(start, start + step)
-            chunk_codes, chunk_libraries = codes_t[rows], log_libraries[rows]
-            noise = block_noise(seed, start, start + len(chunk_codes), module.n_latent)
-            z = module.sample_latent(
-                noise.to(device),
-                chunk_codes,
-                weights_t.expand(len(chunk_codes), -1),
-                module.size_factor_condition(chunk_libraries),
-                **solver_kwargs,
-            )
-            chunks.append(
-                draw_cells(
+
+        def chunks() -> Iterator[dict]:
+            for start in track(
+                starts,
+                description="Generating cells",
+                disable=not progress_bar or len(starts) < 2,
+            ):
+                rows = slice(start, start + step)
+                chunk_codes, chunk_libraries = codes_t[rows], log_libraries[rows]
+                noise = block_noise(seed, start, start + len(chunk_codes), module.n_latent)
+                z = module.sample_latent(
+                    noise.to(device),
+                    chunk_codes,
+                    weights_t.expand(len(chunk_codes), -1),
+                    module.size_factor_condition(chunk_libraries),
+                    **solver_kwargs,
+                )
+                yield draw_cells(
                     module.autoencoder,
                     z,
                     chunk_libraries.exp(),
@@ -163,7 +178,7 @@ class GenerationMixin:
                     seed,
                     start,
                 )
-            )
+
         obs = pd.DataFrame(index=pd.Index([f"cfgen_{i}" for i in range(n_cells)]))
         conditioned = given if conditions is not None else weights > 0
         codes_np = codes_t.cpu().numpy()
@@ -179,6 +194,22 @@ class GenerationMixin:
                 "seed": seed,
             }
         }
-        return stack_output(
-            chunks, module.modalities, self.output_var_names, self.modality_names, obs, uns
+        if out is None:
+            return stack_output(
+                list(chunks()),
+                module.modalities,
+                self.output_var_names,
+                self.modality_names,
+                obs,
+                uns,
+            )
+        return write_streamed(
+            out,
+            chunks(),
+            module.modalities,
+            self.output_var_names,
+            self.modality_names,
+            obs,
+            uns,
+            overwrite,
         )
