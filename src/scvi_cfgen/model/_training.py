@@ -526,11 +526,9 @@ class TrainingMixin:
                 )
                 runner()
         except BaseException as error:
-            first_time = stage not in before["stages"]
-            if first_time and guard.last_good_state is not None:
-                self.module.load_state_dict(guard.last_good_state)
-            else:
-                self.module.load_state_dict(before["state"])
+            self.module.load_state_dict(before["state"])
+            if stage not in before["stages"]:  # first training of it: keep its progress
+                guard.restore(self.module)
             self.trained_stages_ = before["stages"]
             self.is_trained_ = "flow" in before["stages"]
             self.history_ = before["history"]

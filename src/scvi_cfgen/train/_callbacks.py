@@ -41,11 +41,12 @@ def _loss_of(outputs) -> torch.Tensor | None:
 class FaultGuard(Callback):
     """Stop a stage on a NaN or infinite training loss, and keep the last good weights.
 
-    At the end of every epoch whose losses were all finite, the module's weights are copied
-    (to the CPU) as the last good ones. A non-finite minibatch loss raises
-    :class:`NonFiniteLossError` naming the stage, epoch, step and likely cause; the training
-    loop then restores :attr:`last_good_state`. A ``KeyboardInterrupt`` is remembered in
-    :attr:`interrupted` (Lightning turns it into ``SystemExit``; the model turns it back).
+    At the end of every epoch whose losses were all finite, the weights of the part of the
+    module this stage trains are copied (to the CPU) as the last good ones. A non-finite
+    minibatch loss raises :class:`NonFiniteLossError` naming the stage, epoch, step and likely
+    cause; the training loop then puts them back with :meth:`restore`. A ``KeyboardInterrupt``
+    is remembered in :attr:`interrupted` (Lightning turns it into ``SystemExit``; the model
+    turns it back).
     """
 
     def __init__(self, stage: str):
@@ -73,12 +74,23 @@ class FaultGuard(Callback):
         )
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
-        """Remember this epoch's weights as the last good ones."""
+        """Remember this epoch's weights of the part being trained as the last good ones."""
         self.last_good_state = {
             key: value.detach().to("cpu", copy=True)
-            for key, value in pl_module.module.state_dict().items()
+            for key, value in self.trained_part(pl_module.module).state_dict().items()
         }
         self.last_good_epoch = trainer.current_epoch
+
+    def trained_part(self, module: torch.nn.Module) -> torch.nn.Module:
+        """The submodule this stage trains (``module.autoencoder`` or ``module.flow``), if any."""
+        return getattr(module, self.stage, module)
+
+    def restore(self, module: torch.nn.Module) -> bool:
+        """Load the last good weights into ``module``; ``False`` if there are none."""
+        if self.last_good_state is None:
+            return False
+        self.trained_part(module).load_state_dict(self.last_good_state)
+        return True
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
         """Remember an interruption by the user."""
