@@ -180,6 +180,7 @@ def _train(args: argparse.Namespace) -> None:
 def _generate(args: argparse.Namespace) -> None:
     from scvi_cfgen import CFGenModel
 
+    solver = {"solver": args.solver, "n_steps": args.n_steps}
     _check_output_free(args.output, args.overwrite)
     model = CFGenModel.load(args.model_dir, accelerator=args.accelerator)
     if args.like is not None:
@@ -199,8 +200,7 @@ def _generate(args: argparse.Namespace) -> None:
         conditions=conditions,
         seed=args.seed,
         batch_size=args.batch_size,
-        solver=args.solver,
-        n_steps=args.n_steps,
+        **{key: value for key, value in solver.items() if value is not None},
         out=args.output,
         overwrite=args.overwrite,
     )
@@ -257,8 +257,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     generate.add_argument("--seed", type=int, default=0)
     generate.add_argument("--batch-size", type=int, default=1024)
-    generate.add_argument("--solver", default="dopri5")
-    generate.add_argument("--n-steps", type=int, default=100)
+    generate.add_argument(
+        "--solver", default=None, help="ODE solver (default: generate's, rk4 with 3 steps)"
+    )
+    generate.add_argument("--n-steps", type=int, default=None, help="steps of a fixed-step solver")
     generate.add_argument("--accelerator", default="auto")
     generate.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
     return parser

@@ -13,7 +13,13 @@ import torch
 from scvi.utils import track
 
 from scvi_cfgen._constants import SIZE_FACTOR_OBS_KEY
-from scvi_cfgen.module._solvers import SolverBackend, SolverMethod, solver_options
+from scvi_cfgen.module._solvers import (
+    GENERATION_SOLVER,
+    GENERATION_STEPS,
+    SolverBackend,
+    SolverMethod,
+    solver_options,
+)
 
 from ._conditions import check_trained_categories, resolve_conditions, resolve_weights
 from ._model_state import require_rna, require_stage
@@ -50,8 +56,8 @@ class GenerationMixin:
         library_size: float | Sequence[float] | np.ndarray | None = None,
         seed: int | None = None,
         batch_size: int = 1024,
-        solver: SolverMethod = "dopri5",
-        n_steps: int = 100,
+        solver: SolverMethod = GENERATION_SOLVER,
+        n_steps: int = GENERATION_STEPS,
         rtol: float = 1e-5,
         atol: float = 1e-5,
         solver_backend: SolverBackend = "torchdiffeq",
@@ -91,10 +97,14 @@ class GenerationMixin:
         batch_size
             Cells per chunk, rounded down to a multiple of 64 (at least 64).
         solver
-            ``"dopri5"`` (adaptive, the paper's) or fixed-step ``"euler"``, ``"midpoint"``,
-            ``"rk4"``.
+            ``"rk4"`` (default), ``"midpoint"`` or ``"euler"`` (fixed step), or ``"dopri5"``
+            (adaptive, the paper's). The default, 4th-order Runge-Kutta with 3 steps, was chosen
+            by measurement: its latents are within 0.2 % of dopri5's (under 1 % at guidance
+            weight 3) at about 1.7x dopri5's speed; Euler with few steps shrinks the spread of
+            the cells (see the benchmarks page).
         n_steps
-            Steps of a fixed-step solver.
+            Steps of a fixed-step solver (default 3 for ``"rk4"``; use more with strong
+            guidance weights or other solvers).
         rtol, atol
             Tolerances of the adaptive solver.
         solver_backend

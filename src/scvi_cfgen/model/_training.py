@@ -102,7 +102,13 @@ class TrainingMixin:
             Default: enough epochs for 20,000 optimiser steps per stage, whatever the number of
             cells; early stopping usually ends both sooner.
         accelerator, devices
-            Passed to Lightning (``"auto"`` uses a GPU when there is one).
+            Passed to Lightning (``"auto"`` uses a GPU when there is one). For several devices
+            pass a DDP strategy in ``trainer_kwargs``, as for scvi-tools models:
+            ``strategy="ddp_find_unused_parameters_true"`` in a script,
+            ``"ddp_spawn_find_unused_parameters_true"`` or ``"ddp_notebook..."`` interactively
+            (the frozen half of the module has parameters without gradients). Data statistics
+            and the flow's latent table are computed before training starts (with
+            ``ddp_spawn``, once, in the calling process).
         train_size, validation_size
             Fractions of cells for training and validation. ``None`` (the default): 10 % of the
             cells for validation, raised towards 200 cells (at most 20 %) on small data, where a
