@@ -3,9 +3,10 @@ import numpy as np
 import pytest
 import scvi
 import torch
-from helpers import TINY, make_marker_counts
+from helpers import MULTIOME, TINY, TINY_MULTIOME, make_marker_counts, small_multiome
 
 import scvi_cfgen
+from scvi_cfgen import CFGenModel
 
 
 @pytest.fixture(autouse=True)
@@ -50,3 +51,19 @@ def pbmc_slice() -> ad.AnnData:
     subset = adata[np.sort(cells)][:, np.sort(genes)].copy()
     subset.obs["cell_type"] = subset.obs["cell_type"].cat.remove_unused_categories()
     return subset
+
+
+@pytest.fixture(scope="session")
+def trained_multiome():
+    """A tiny RNA + ATAC model trained enough to place each type's peaks (do not mutate)."""
+    scvi.settings.seed = 0
+    mdata = small_multiome()
+    CFGenModel.setup_mudata(mdata, categorical_covariate_keys=["cell_type"], modalities=MULTIOME)
+    model = CFGenModel(mdata, **TINY_MULTIOME)
+    model.train(
+        max_epochs={"autoencoder": 40, "flow": 150},
+        batch_size=64,
+        early_stopping=False,
+        enable_progress_bar=False,
+    )
+    return model, mdata

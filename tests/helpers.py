@@ -1,9 +1,12 @@
 """Small synthetic data and model sizes shared by the tests."""
 
 import anndata as ad
+import mudata as md
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+
+import scvi_cfgen
 
 TINY = {"n_latent": 8, "n_hidden": (32,), "flow_hidden_dim": 32, "flow_condition_dim": 16}
 
@@ -39,3 +42,19 @@ def make_marker_counts(
     )
     var = pd.DataFrame(index=[f"gene{j}" for j in range(n_genes)])
     return ad.AnnData(sp.csr_matrix(counts.astype(np.float32)), obs=obs, var=var)
+
+
+MULTIOME = {"rna_layer": "rna", "atac_layer": "atac"}
+TINY_MULTIOME = {**TINY, "n_hidden_atac": (64,), "flow_hidden_dim": 64}
+
+
+def small_multiome(n_cells: int = 600, seed: int = 0) -> md.MuData:
+    return scvi_cfgen.datasets.synthetic_multiome(
+        n_cells=n_cells,
+        n_genes=100,
+        n_peaks=400,
+        n_types=3,
+        markers_per_type=8,
+        peaks_per_type=40,
+        seed=seed,
+    )

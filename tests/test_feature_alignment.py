@@ -5,7 +5,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import scvi
-from test_multiome import trained_multiome  # noqa: F401  (fixture)
 
 from scvi_cfgen import CFGenModel
 from scvi_cfgen.model._feature_alignment import column_order
@@ -89,7 +88,7 @@ def test_load_aligns_the_genes_by_name(trained_marker_model, tmp_path, recwarn):
         CFGenModel.load(tmp_path / "model", adata=adata[:, :39].copy())
 
 
-def test_mudata_peaks_are_aligned_by_name(trained_multiome):  # noqa: F811
+def test_mudata_peaks_are_aligned_by_name(trained_multiome):
     model, mdata = trained_multiome
     atac = mdata["atac"]
     reordered = md.MuData({"rna": mdata["rna"], "atac": atac[:, atac.var_names[::-1]].copy()})

@@ -4,29 +4,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
-import scvi
 import torch
-from helpers import TINY
+from helpers import MULTIOME, TINY, TINY_MULTIOME, small_multiome
 
 import scvi_cfgen
 from scvi_cfgen import CFGenModel
 from scvi_cfgen.metrics import accessibility_correlation, marker_expression_correlation
 from scvi_cfgen.module import CFGenModule
-
-MULTIOME = {"rna_layer": "rna", "atac_layer": "atac"}
-TINY_MULTIOME = {**TINY, "n_hidden_atac": (64,), "flow_hidden_dim": 64}
-
-
-def small_multiome(n_cells: int = 600, seed: int = 0) -> md.MuData:
-    return scvi_cfgen.datasets.synthetic_multiome(
-        n_cells=n_cells,
-        n_genes=100,
-        n_peaks=400,
-        n_types=3,
-        markers_per_type=8,
-        peaks_per_type=40,
-        seed=seed,
-    )
 
 
 def quick_multiome_model(mdata, modalities, epochs: int = 2, **kwargs) -> CFGenModel:
@@ -38,22 +22,6 @@ def quick_multiome_model(mdata, modalities, epochs: int = 2, **kwargs) -> CFGenM
         enable_progress_bar=False,
     )
     return model
-
-
-@pytest.fixture(scope="module")
-def trained_multiome():
-    """A tiny RNA + ATAC model trained enough to place each type's peaks (do not mutate)."""
-    scvi.settings.seed = 0
-    mdata = small_multiome()
-    CFGenModel.setup_mudata(mdata, categorical_covariate_keys=["cell_type"], modalities=MULTIOME)
-    model = CFGenModel(mdata, **TINY_MULTIOME)
-    model.train(
-        max_epochs={"autoencoder": 40, "flow": 150},
-        batch_size=64,
-        early_stopping=False,
-        enable_progress_bar=False,
-    )
-    return model, mdata
 
 
 # ---------------------------------------------------------------------- generation

@@ -8,7 +8,6 @@ import anndata as ad
 import mudata as md
 import numpy as np
 import pytest
-from test_multiome import trained_multiome  # noqa: F401  (fixture)
 
 from scvi_cfgen._cli import main
 
@@ -55,7 +54,7 @@ def test_streaming_refuses_bad_paths_before_any_work(trained_marker_model, tmp_p
         model.generate(n_cells=10, out=tmp_path / "missing" / "cells.h5ad", **FAST)
 
 
-def test_a_mudata_model_streams_to_h5mu(trained_multiome, tmp_path):  # noqa: F811
+def test_a_mudata_model_streams_to_h5mu(trained_multiome, tmp_path):
     model, _ = trained_multiome
     expected = model.generate(n_cells=130, **FAST)
     path = model.generate(n_cells=130, out=tmp_path / "cells.h5mu", **FAST)
