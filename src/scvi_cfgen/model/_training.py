@@ -22,13 +22,7 @@ from scvi_cfgen._constants import CAT_COVS_KEY, X_KEY
 from scvi_cfgen._validation import row_sums
 from scvi_cfgen.module._cfgen import TRAINING_STAGES
 from scvi_cfgen.train import AutoencoderTrainingPlan, FlowTrainingPlan
-from scvi_cfgen.train._callbacks import (
-    EpochCheckpoint,
-    FaultGuard,
-    QuietEarlyStopping,
-    StageProgressBar,
-    stage_summary,
-)
+from scvi_cfgen.train._callbacks import stage_summary
 from scvi_cfgen.train._quiet import quiet_lightning
 
 from ._checkpoints import TrainingCheckpoints
@@ -36,7 +30,6 @@ from ._latent_table import latent_splitter
 from ._model_state import encode_cells, trained_stages
 from ._schedule import (
     DEFAULT_VALIDATION_FRACTION,
-    EARLY_STOPPING_PATIENCE_STEPS,
     LR_PATIENCE_STEPS,
     MAX_STEPS,
     MIN_PATIENCE_EPOCHS,
@@ -44,6 +37,7 @@ from ._schedule import (
     epochs_for_steps,
     steps_per_epoch,
 )
+from ._stage_trainer import stage_trainer_kwargs
 from ._training_arguments import check_budget, legacy_arguments, per_stage
 
 logger = logging.getLogger(__name__)
@@ -179,7 +173,6 @@ class TrainingMixin:
         if checkpoint_interval < 0:
             raise ValueError(f"`checkpoint_interval` must be >= 0, got {checkpoint_interval}.")
         if resume:
-            self._check_registered_genes()
             recorded = checkpoints.read_split(self.adata.n_obs, self.gene_names)
             datasplitter_kwargs = {**(datasplitter_kwargs or {}), "external_indexing": recorded}
         elif checkpoints is not None:
@@ -470,34 +463,16 @@ class TrainingMixin:
             early_stopping = False
             if stage == "flow":
                 plan_kwargs.setdefault("reduce_lr_on_plateau", False)
-        kwargs.setdefault("check_val_every_n_epoch", 1 if splitter.n_val > 0 else None)
-        kwargs.setdefault("log_every_n_steps", max(1, min(10, n_steps)))
-        guard = FaultGuard(stage)
-        callbacks = [*kwargs.pop("callbacks", []), guard]
-        if kwargs.pop("early_stopping", early_stopping):
-            callbacks.append(
-                QuietEarlyStopping(
-                    monitor=kwargs.pop("early_stopping_monitor", "validation_loss"),
-                    patience=kwargs.pop(
-                        "early_stopping_patience",
-                        epochs_for_steps(
-                            EARLY_STOPPING_PATIENCE_STEPS, n_steps, MIN_PATIENCE_EPOCHS
-                        ),
-                    ),
-                    min_delta=kwargs.pop("early_stopping_min_delta", 0.0),
-                    mode=kwargs.pop("early_stopping_mode", "min"),
-                    warmup_epochs=kwargs.pop("early_stopping_warmup_epochs", 0),
-                )
-            )
-        if kwargs.get("enable_progress_bar", True) and kwargs.get("simple_progress_bar", True):
-            callbacks.append(StageProgressBar(stage, kwargs.pop("progress_bar_refresh_rate", 1)))
-            kwargs["simple_progress_bar"] = False
-        if checkpoints is not None:
-            callbacks.append(
-                EpochCheckpoint(checkpoints.stage_checkpoint(stage), checkpoint_interval)
-            )
-            if resume:
-                kwargs.setdefault("ckpt_path", checkpoints.resume_from(stage))
+        kwargs, guard = stage_trainer_kwargs(
+            stage,
+            kwargs,
+            n_steps,
+            splitter.n_val,
+            early_stopping,
+            checkpoints,
+            checkpoint_interval,
+            resume,
+        )
         plan_cls = self._autoencoder_plan_cls if stage == "autoencoder" else self._flow_plan_cls
         plan = plan_cls(self.module, **plan_kwargs)
 
@@ -527,7 +502,6 @@ class TrainingMixin:
                     accelerator=accelerator,
                     devices=devices,
                     trainer_config=trainer_config,
-                    callbacks=callbacks,
                     **kwargs,
                 )
                 runner()

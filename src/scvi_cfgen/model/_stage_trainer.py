@@ -1,0 +1,59 @@
+"""The Lightning trainer settings and callbacks of one training stage."""
+
+from __future__ import annotations
+
+from scvi_cfgen.train._callbacks import (
+    EpochCheckpoint,
+    FaultGuard,
+    QuietEarlyStopping,
+    StageProgressBar,
+)
+
+from ._checkpoints import TrainingCheckpoints
+from ._schedule import EARLY_STOPPING_PATIENCE_STEPS, MIN_PATIENCE_EPOCHS, epochs_for_steps
+
+
+def stage_trainer_kwargs(
+    stage: str,
+    trainer_kwargs: dict,
+    n_steps: int,
+    n_validation: int,
+    early_stopping: bool,
+    checkpoints: TrainingCheckpoints | None,
+    checkpoint_interval: float,
+    resume: bool,
+) -> tuple[dict, FaultGuard]:
+    """Keyword arguments of scvi's ``Trainer`` for ``stage``, and the stage's fault guard.
+
+    Adds the callbacks every stage trains with: the :class:`FaultGuard`, scvi's early stopping
+    without its print (patience in epochs of 200 optimiser steps unless given), a progress bar
+    named after the stage and, with ``checkpoints``, periodic Lightning checkpoints (resumed from
+    with ``resume``). The user's ``callbacks`` and ``early_stopping_*`` keywords are kept.
+    """
+    kwargs = dict(trainer_kwargs)
+    kwargs.setdefault("check_val_every_n_epoch", 1 if n_validation > 0 else None)
+    kwargs.setdefault("log_every_n_steps", max(1, min(10, n_steps)))
+    guard = FaultGuard(stage)
+    callbacks = [*kwargs.pop("callbacks", []), guard]
+    if kwargs.pop("early_stopping", early_stopping):
+        callbacks.append(
+            QuietEarlyStopping(
+                monitor=kwargs.pop("early_stopping_monitor", "validation_loss"),
+                patience=kwargs.pop(
+                    "early_stopping_patience",
+                    epochs_for_steps(EARLY_STOPPING_PATIENCE_STEPS, n_steps, MIN_PATIENCE_EPOCHS),
+                ),
+                min_delta=kwargs.pop("early_stopping_min_delta", 0.0),
+                mode=kwargs.pop("early_stopping_mode", "min"),
+                warmup_epochs=kwargs.pop("early_stopping_warmup_epochs", 0),
+            )
+        )
+    if kwargs.get("enable_progress_bar", True) and kwargs.get("simple_progress_bar", True):
+        callbacks.append(StageProgressBar(stage, kwargs.pop("progress_bar_refresh_rate", 1)))
+        kwargs["simple_progress_bar"] = False
+    if checkpoints is not None:
+        callbacks.append(EpochCheckpoint(checkpoints.stage_checkpoint(stage), checkpoint_interval))
+        if resume:
+            kwargs.setdefault("ckpt_path", checkpoints.resume_from(stage))
+    kwargs["callbacks"] = callbacks
+    return kwargs, guard
