@@ -24,11 +24,16 @@ Rows go to ``DIR/scores.csv`` (default ``benchmark_output/generalisation``) case
 finished (case, seed, generator) is skipped when the run is repeated, so baselines are computed
 once; ``--rerun cfgen`` drops CFGen's rows first (to score a change of the package).
 ``DIR/summary.md`` gets one table per case with ratios to the floor and a verdict line.
+
+A variant of CFGen is scored next to the defaults with ``--variant NAME --model-kwargs JSON
+[--train-kwargs JSON]`` (e.g. ``--variant latent10 --model-kwargs '{"n_latent": 10}'``): its
+rows are named ``CFGen[NAME]`` and the baselines and floors are shared.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -162,8 +167,15 @@ def guidance_shares(model, real: ad.AnnData, seed: int) -> dict[str, float]:
     return shares
 
 
-def fit_cfgen(generator, train: ad.AnnData, seed: int, attributes: list[str]) -> None:
-    """CFGen with the package defaults on every attribute of the case."""
+def fit_cfgen(
+    generator,
+    train: ad.AnnData,
+    seed: int,
+    attributes: list[str],
+    model_kwargs: dict | None = None,
+    train_kwargs: dict | None = None,
+) -> None:
+    """CFGen (package defaults unless told otherwise) on every attribute of the case."""
     import scvi
 
     scvi.settings.seed = seed
@@ -171,8 +183,8 @@ def fit_cfgen(generator, train: ad.AnnData, seed: int, attributes: list[str]) ->
     scvi_cfgen.CFGenModel.setup_anndata(
         generator.train_data, categorical_covariate_keys=attributes
     )
-    generator.model = scvi_cfgen.CFGenModel(generator.train_data)
-    generator.model.train(enable_progress_bar=False)
+    generator.model = scvi_cfgen.CFGenModel(generator.train_data, **(model_kwargs or {}))
+    generator.model.train(enable_progress_bar=False, **(train_kwargs or {}))
     history = generator.model.history
     generator.epochs = (
         f"{len(history['train_loss_autoencoder'])}+{len(history['train_loss_flow'])}"
@@ -195,7 +207,15 @@ def append(frame: pd.DataFrame, path: Path) -> None:
     frame.to_csv(path, index=False)
 
 
-def run_case(name: str, seeds: list[int], generators: list[str], out: Path) -> None:
+def run_case(
+    name: str,
+    seeds: list[int],
+    generators: list[str],
+    out: Path,
+    variant: str | None = None,
+    model_kwargs: dict | None = None,
+    train_kwargs: dict | None = None,
+) -> None:
     adata = load_case(name)
     attributes = [LABEL, "batch"] if name == "guidance200" else [LABEL]
     finished = done(out)
@@ -206,11 +226,13 @@ def run_case(name: str, seeds: list[int], generators: list[str], out: Path) -> N
         labels = test.obs[LABEL].astype(str).to_numpy()
         for key in generators:
             generator = GENERATORS[key]()
+            if key == "cfgen" and variant:
+                generator.name = f"CFGen[{variant}]"
             if (name, seed, generator.name) in finished:
                 continue
             start = time.perf_counter()
             if key == "cfgen":
-                fit_cfgen(generator, train, seed, attributes)
+                fit_cfgen(generator, train, seed, attributes, model_kwargs, train_kwargs)
             else:
                 generator.fit(train, seed)
             fit_seconds = time.perf_counter() - start
@@ -277,11 +299,11 @@ def case_table(scores: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame([*rows, floor_row]).set_index("generator")
 
 
-def verdict(table: pd.DataFrame) -> str:
-    """Issue 9's acceptance rules for CFGen against the baselines, as one line."""
-    if "CFGen" not in table.index:
-        return "no CFGen rows"
-    cf = table.loc["CFGen"]
+def verdict(table: pd.DataFrame, row: str = "CFGen") -> str:
+    """Issue 9's acceptance rules for the CFGen row ``row`` against the baselines, as one line."""
+    if row not in table.index:
+        return f"no {row} rows"
+    cf = table.loc[row]
     checks = {}
     others = [g for g in ("scVI", "NB simulator") if g in table.index]
     checks["c2st below baselines"] = all(cf["c2st"] < table.loc[g, "c2st"] for g in others)
@@ -305,13 +327,16 @@ def summarise(out: Path) -> str:
         table = case_table(scores[scores["case"] == name])
         seconds = runs[runs["case"] == name].groupby("generator")["train_seconds"].mean()
         table["train s"] = seconds.reindex(table.index)
-        parts.append(f"### {name}\n\n{table.round(3).to_markdown()}\n\nVerdict: {verdict(table)}")
+        verdicts = "\n".join(
+            f"- {row}: {verdict(table, row)}" for row in table.index if row.startswith("CFGen")
+        )
+        parts.append(f"### {name}\n\n{table.round(3).to_markdown()}\n\nVerdicts:\n\n{verdicts}")
         shares = [c for c in runs.columns if c.startswith("b1_share")]
-        guided = runs[(runs["case"] == name) & (runs["generator"] == "CFGen")]
+        guided = runs[(runs["case"] == name) & runs["generator"].str.startswith("CFGen")]
         if shares and guided[shares].notna().any().any():
             parts.append(
                 "Share of cells generated for b1 carrying the b1 signature, by batch weight:\n\n"
-                + guided[["seed", *shares]].round(3).to_markdown(index=False)
+                + guided[["generator", "seed", *shares]].round(3).to_markdown(index=False)
             )
     text = "\n\n".join(parts) + "\n"
     (out / "summary.md").write_text(text)
@@ -326,9 +351,16 @@ def main() -> None:
     parser.add_argument("--rerun", nargs="*", default=[], choices=GENERATORS)
     parser.add_argument("--out", type=Path, default=Path("benchmark_output/generalisation"))
     parser.add_argument("--summarise-only", action="store_true")
+    parser.add_argument("--variant", default=None, help="name of a CFGen variant to score")
+    parser.add_argument("--model-kwargs", type=json.loads, default={}, help="JSON, for --variant")
+    parser.add_argument("--train-kwargs", type=json.loads, default={}, help="JSON, for --variant")
     args = parser.parse_args()
+    if (args.model_kwargs or args.train_kwargs) and not args.variant:
+        parser.error("--model-kwargs/--train-kwargs change CFGen: name the variant (--variant).")
     args.out.mkdir(parents=True, exist_ok=True)
     names = {GENERATORS[key].name for key in args.rerun}
+    if args.variant and "cfgen" in args.rerun:
+        names = (names - {"CFGen"}) | {f"CFGen[{args.variant}]"}
     for file in ("scores.csv", "runs.csv"):
         path = args.out / file
         if names and path.exists():
@@ -336,7 +368,15 @@ def main() -> None:
             frame[~frame["generator"].isin(names)].to_csv(path, index=False)
     if not args.summarise_only:
         for name in args.cases:
-            run_case(name, args.seeds, args.generators, args.out)
+            run_case(
+                name,
+                args.seeds,
+                args.generators,
+                args.out,
+                args.variant,
+                args.model_kwargs,
+                args.train_kwargs,
+            )
     print(summarise(args.out))
 
 

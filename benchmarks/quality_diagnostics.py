@@ -24,6 +24,7 @@ Run: ``python benchmarks/quality_diagnostics.py [--case pbmc3k] [--seed 0] [--mo
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
@@ -62,6 +63,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--model", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=Path("benchmark_output/quality_diagnostics"))
+    parser.add_argument(
+        "--model-kwargs", type=json.loads, default={}, help="CFGenModel keywords, as JSON"
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     seed = args.seed
@@ -75,7 +79,7 @@ def main() -> None:
         import scvi
 
         scvi.settings.seed = seed
-        model = scvi_cfgen.CFGenModel(train)
+        model = scvi_cfgen.CFGenModel(train, **args.model_kwargs)
         start = time.perf_counter()
         model.train(enable_progress_bar=False)
         print(f"trained in {time.perf_counter() - start:.0f} s", flush=True)
@@ -109,11 +113,12 @@ def main() -> None:
     module = model.module
     names = list(model.attribute_categories)
     categories = list(model.attribute_categories[LABEL])
-    codes = torch.tensor([[categories.index(lab)] for lab in labels])
+    codes = torch.full((len(labels), len(names)), -1, dtype=torch.long)
+    codes[:, names.index(LABEL)] = torch.tensor([categories.index(lab) for lab in labels])
     torch.manual_seed(seed)
     with torch.inference_mode():
         noise = torch.randn(len(labels), module.n_latent)
-        weights = torch.ones(len(labels), len(names))
+        weights = (codes >= 0).float()
         size = module.size_factor_condition(torch.log(torch.as_tensor(sampled).float()))
         flow_latents = module.sample_latent(noise, codes, weights, size).numpy()
     shuffled_observed = observed.copy()

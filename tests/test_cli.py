@@ -28,6 +28,7 @@ def test_train_then_generate_from_the_shell(tmp_path):
                 "2",
                 "--batch-size",
                 "32",
+                "--realism-filter",
             ]
         )
         == 0
@@ -58,6 +59,10 @@ def test_train_then_generate_from_the_shell(tmp_path):
     like = tmp_path / "like.h5ad"
     assert main(["generate", str(model_dir), "--output", str(like), "--like", str(data)]) == 0
     assert ad.read_h5ad(like).n_obs == 120
+    filtered = tmp_path / "filtered.h5ad"
+    args = ["generate", str(model_dir), "--output", str(filtered), "--n-cells", "30"]
+    assert main([*args, "--keep-fraction", "0.5"]) == 0
+    assert np.isfinite(ad.read_h5ad(filtered).obs["realism_score"]).all()
 
 
 def test_cli_reports_bad_input_as_an_error(tmp_path, capsys):

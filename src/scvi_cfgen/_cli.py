@@ -173,6 +173,9 @@ def _train(args: argparse.Namespace) -> None:
         checkpoint_dir=args.checkpoint_dir,
         resume=args.resume,
     )
+    if args.realism_filter:
+        summary = model.train_realism_filter()
+        print(f"Realism scorer: validation AUC {summary['validation_auc']:.3f}.")
     model.save(args.model_dir, overwrite=args.overwrite)
     print(f"Saved the trained model in {args.model_dir}.")
 
@@ -203,6 +206,7 @@ def _generate(args: argparse.Namespace) -> None:
         **{key: value for key, value in solver.items() if value is not None},
         out=args.output,
         overwrite=args.overwrite,
+        keep_fraction=args.keep_fraction,
     )
     print(f"Wrote the generated cells to {args.output} (streamed chunk by chunk).")
 
@@ -242,6 +246,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--resume", action="store_true", help="continue the run in --checkpoint-dir"
     )
+    train.add_argument(
+        "--realism-filter",
+        action="store_true",
+        help="also train the scorer that `generate --keep-fraction` uses",
+    )
     train.add_argument("--overwrite", action="store_true")
 
     generate = commands.add_parser("generate", help="generate cells from a saved model")
@@ -261,6 +270,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--solver", default=None, help="ODE solver (default: generate's, rk4 with 3 steps)"
     )
     generate.add_argument("--n-steps", type=int, default=None, help="steps of a fixed-step solver")
+    generate.add_argument(
+        "--keep-fraction",
+        type=float,
+        default=None,
+        help="keep the most real-looking fraction of oversampled cells (needs a model trained "
+        "with --realism-filter)",
+    )
     generate.add_argument("--accelerator", default="auto")
     generate.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
     return parser

@@ -22,6 +22,7 @@ from ._feature_alignment import AlignedLoader, feature_orders
 from ._generation import GenerationMixin
 from ._model_state import trained_stages
 from ._multimodal import feature_names, registered_modalities
+from ._realism import RealismFilterMixin
 from ._safe_load import check_model_directory
 from ._scvi_compat import ScviCompatMixin
 from ._setup import SetupMixin
@@ -36,6 +37,7 @@ class CFGenModel(
     TrainingMixin,
     ScviCompatMixin,
     GenerationMixin,
+    RealismFilterMixin,
     TransferMixin,
     AugmentationMixin,
     BaseModelClass,

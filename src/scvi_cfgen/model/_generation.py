@@ -24,6 +24,7 @@ from scvi_cfgen.module._solvers import (
 from ._conditions import check_trained_categories, resolve_conditions, resolve_weights
 from ._model_state import require_rna, require_stage
 from ._output import base_seed, block_noise, chunk_size, draw_cells, stack_output
+from ._realism import REALISM_SCORE_KEY, check_keep_fraction, filter_latents
 from ._streaming import check_output_path, write_streamed
 
 
@@ -64,6 +65,7 @@ class GenerationMixin:
         progress_bar: bool = True,
         out: str | Path | None = None,
         overwrite: bool = False,
+        keep_fraction: float | None = None,
     ) -> ad.AnnData | md.MuData | Path:
         """Generate new cells as raw counts, conditioned on any subset of the attributes.
 
@@ -118,6 +120,13 @@ class GenerationMixin:
             result with ``anndata.read_h5ad(out, backed="r")`` or ``mudata.read_h5mu``.
         overwrite
             Replace ``out`` if it exists (otherwise a ``ValueError`` before any work).
+        keep_fraction
+            Realism filter (needs :meth:`train_realism_filter` first): for each group of cells
+            with the same conditions in a chunk, generate ``1 / keep_fraction`` times as many
+            latents and keep the ones the scorer finds most real (e.g. ``0.8`` keeps the best
+            80 %). ``obs["realism_score"]`` then holds each cell's score (a logit). It trims the
+            tails of the distribution (rare states, extreme cells): see the benchmarks page.
+            ``None`` (default): no filter.
 
         Returns
         -------
@@ -144,6 +153,7 @@ class GenerationMixin:
         if library_size is not None:
             require_rna(self, "library_size")
         libraries = check_library_size(library_size, n_cells)
+        check_keep_fraction(self.module, keep_fraction, libraries is not None)
 
         module = self.module.eval()
         device = self.device
@@ -161,6 +171,18 @@ class GenerationMixin:
             else:
                 log_libraries = torch.log(torch.as_tensor(libraries, device=device).float())
         weights_t = torch.as_tensor(weights, dtype=torch.float32, device=device)
+        if keep_fraction is not None:
+            filtered, log_libraries, scores = filter_latents(
+                module,
+                codes_t,
+                weights_t,
+                log_libraries,
+                keep_fraction,
+                seed,
+                chunk_size(int(batch_size)),
+                solver_kwargs,
+                progress_bar,
+            )
         step = chunk_size(int(batch_size))
         starts = range(0, n_cells, step)
 
@@ -172,14 +194,17 @@ class GenerationMixin:
             ):
                 rows = slice(start, start + step)
                 chunk_codes, chunk_libraries = codes_t[rows], log_libraries[rows]
-                noise = block_noise(seed, start, start + len(chunk_codes), module.n_latent)
-                z = module.sample_latent(
-                    noise.to(device),
-                    chunk_codes,
-                    weights_t.expand(len(chunk_codes), -1),
-                    module.size_factor_condition(chunk_libraries),
-                    **solver_kwargs,
-                )
+                if keep_fraction is None:
+                    noise = block_noise(seed, start, start + len(chunk_codes), module.n_latent)
+                    z = module.sample_latent(
+                        noise.to(device),
+                        chunk_codes,
+                        weights_t.expand(len(chunk_codes), -1),
+                        module.size_factor_condition(chunk_libraries),
+                        **solver_kwargs,
+                    )
+                else:
+                    z = filtered[rows]
                 yield draw_cells(
                     module.autoencoder,
                     z,
@@ -195,15 +220,18 @@ class GenerationMixin:
         for k, name in enumerate(names):
             if conditioned[k]:
                 obs[name] = pd.Categorical.from_codes(codes_np[:, k], categories=attributes[name])
-        if self.has_rna:
-            obs[SIZE_FACTOR_OBS_KEY] = np.exp(log_libraries.cpu().numpy())
         uns = {
             "cfgen": {
                 "guidance_weights": {n: float(w) for n, w in zip(names, weights, strict=True)},
                 "solver": solver,
                 "seed": seed,
+                "keep_fraction": keep_fraction,
             }
         }
+        if keep_fraction is not None:
+            obs[REALISM_SCORE_KEY] = scores.cpu().numpy()
+        if self.has_rna:
+            obs[SIZE_FACTOR_OBS_KEY] = np.exp(log_libraries.cpu().numpy())
         if out is None:
             return stack_output(
                 list(chunks()),

@@ -21,6 +21,7 @@ from ._autoencoder import CountAutoencoder, binarize, minibatch_generator
 from ._data_statistics import DataStatistics
 from ._flow import Coupling, LatentFlow
 from ._guidance import ConditioningScheme, GuidedVelocity
+from ._realism import RealismScorer
 
 TrainingStage = Literal["autoencoder", "flow"]
 TRAINING_STAGES: tuple[str, ...] = ("autoencoder", "flow")
@@ -153,6 +154,7 @@ class CFGenModule(BaseModuleClass):
             1 if size_factor_attribute_index is None else n_categories[size_factor_attribute_index]
         )
         self.statistics = DataStatistics(len(n_categories), n_size, n_latent)
+        self.realism = RealismScorer(n_latent, n_categories)
         self._stage: TrainingStage = "autoencoder"
 
     # ------------------------------------------------------------------ description
@@ -195,6 +197,8 @@ class CFGenModule(BaseModuleClass):
         scale_key = prefix + "autoencoder.encoder_input_scale"
         if scale_key not in state_dict:  # saved before count splitting: encoder saw all counts
             state_dict[scale_key] = torch.tensor(1.0)
+        for key, value in self.realism.state_dict(prefix=prefix + "realism.").items():
+            state_dict.setdefault(key, value)  # saved before the realism filter: untrained
         for key in [k for k in state_dict if k.startswith(prefix)]:
             local = key[len(prefix) :]
             for old, new in _LEGACY_PREFIXES.items():
@@ -215,6 +219,7 @@ class CFGenModule(BaseModuleClass):
         self._stage = stage
         self.autoencoder.requires_grad_(stage == "autoencoder")
         self.flow.requires_grad_(stage == "flow")
+        self.realism.requires_grad_(False)  # trained apart, after the flow
         self.train(self.training)
 
     def train(self, mode: bool = True):
