@@ -174,6 +174,7 @@ def fit_cfgen(
     attributes: list[str],
     model_kwargs: dict | None = None,
     train_kwargs: dict | None = None,
+    generate_kwargs: dict | None = None,
 ) -> None:
     """CFGen (package defaults unless told otherwise) on every attribute of the case."""
     import scvi
@@ -185,10 +186,40 @@ def fit_cfgen(
     )
     generator.model = scvi_cfgen.CFGenModel(generator.train_data, **(model_kwargs or {}))
     generator.model.train(enable_progress_bar=False, **(train_kwargs or {}))
+    if generate_kwargs:
+        if "keep_fraction" in generate_kwargs:
+            generator.model.train_realism_filter(seed=seed, progress_bar=False)
+        generator.generate_kwargs = dict(generate_kwargs)
     history = generator.model.history
     generator.epochs = (
         f"{len(history['train_loss_autoencoder'])}+{len(history['train_loss_flow'])}"
     )
+
+
+def coverage(real: ad.AnnData, generated: ad.AnnData, labels: np.ndarray) -> dict:
+    """How much of the real spread generated cells cover, per label (median over labels).
+
+    ``variance_ratio``: median over genes of generated / real count variance; ``zeros_sd_ratio``:
+    standard deviation of the zeros per cell, generated / real. Below 1: tails are trimmed.
+    """
+    variance, zeros = [], []
+    real_labels = real.obs[LABEL].astype(str).to_numpy()
+    for label in np.unique(labels):
+        a = sp.csr_matrix(real.X[real_labels == label])
+        b = sp.csr_matrix(generated.X[labels == label])
+        if a.shape[0] < 10:
+            continue
+        var_a = np.asarray(a.power(2).mean(0)).ravel() - np.asarray(a.mean(0)).ravel() ** 2
+        var_b = np.asarray(b.power(2).mean(0)).ravel() - np.asarray(b.mean(0)).ravel() ** 2
+        expressed = var_a > 0
+        variance.append(np.median(var_b[expressed] / var_a[expressed]))
+        zeros_a = a.shape[1] - a.getnnz(axis=1)
+        zeros_b = b.shape[1] - b.getnnz(axis=1)
+        zeros.append(zeros_b.std() / max(zeros_a.std(), 1e-9))
+    return {
+        "variance_ratio": float(np.median(variance)),
+        "zeros_sd_ratio": float(np.median(zeros)),
+    }
 
 
 def done(out: Path) -> set[tuple[str, int, str]]:
@@ -215,6 +246,7 @@ def run_case(
     variant: str | None = None,
     model_kwargs: dict | None = None,
     train_kwargs: dict | None = None,
+    generate_kwargs: dict | None = None,
 ) -> None:
     adata = load_case(name)
     attributes = [LABEL, "batch"] if name == "guidance200" else [LABEL]
@@ -232,14 +264,16 @@ def run_case(
                 continue
             start = time.perf_counter()
             if key == "cfgen":
-                fit_cfgen(generator, train, seed, attributes, model_kwargs, train_kwargs)
+                fit_cfgen(
+                    generator, train, seed, attributes, model_kwargs, train_kwargs, generate_kwargs
+                )
             else:
                 generator.fit(train, seed)
             fit_seconds = time.perf_counter() - start
             generated = generator.generate(labels, seed)
-            extra = {}
+            extra = coverage(test, generated, labels)
             if key == "cfgen" and name == "guidance200":
-                extra = guidance_shares(generator.model, train, seed)
+                extra |= guidance_shares(generator.model, train, seed)
             scores = metrics.evaluate(
                 test, generated, LABEL, reference=reference, floor=floor_pool, seed=seed
             ).assign(case=name, generator=generator.name, seed=seed)
@@ -327,6 +361,10 @@ def summarise(out: Path) -> str:
         table = case_table(scores[scores["case"] == name])
         seconds = runs[runs["case"] == name].groupby("generator")["train_seconds"].mean()
         table["train s"] = seconds.reindex(table.index)
+        for column in ("variance_ratio", "zeros_sd_ratio"):
+            if column in runs.columns:
+                means = runs[runs["case"] == name].groupby("generator")[column].mean()
+                table[column] = means.reindex(table.index)
         verdicts = "\n".join(
             f"- {row}: {verdict(table, row)}" for row in table.index if row.startswith("CFGen")
         )
@@ -354,8 +392,14 @@ def main() -> None:
     parser.add_argument("--variant", default=None, help="name of a CFGen variant to score")
     parser.add_argument("--model-kwargs", type=json.loads, default={}, help="JSON, for --variant")
     parser.add_argument("--train-kwargs", type=json.loads, default={}, help="JSON, for --variant")
+    parser.add_argument(
+        "--generate-kwargs",
+        type=json.loads,
+        default={},
+        help="JSON, for --variant (with keep_fraction, the realism filter is trained first)",
+    )
     args = parser.parse_args()
-    if (args.model_kwargs or args.train_kwargs) and not args.variant:
+    if (args.model_kwargs or args.train_kwargs or args.generate_kwargs) and not args.variant:
         parser.error("--model-kwargs/--train-kwargs change CFGen: name the variant (--variant).")
     args.out.mkdir(parents=True, exist_ok=True)
     names = {GENERATORS[key].name for key in args.rerun}
@@ -376,6 +420,7 @@ def main() -> None:
                 args.variant,
                 args.model_kwargs,
                 args.train_kwargs,
+                args.generate_kwargs,
             )
     print(summarise(args.out))
 

@@ -146,9 +146,13 @@ class CFGenGenerator:
         history = self.model.history
         self.epochs = f"{len(history['train_loss_autoencoder'])}+{len(history['train_loss_flow'])}"
 
+    generate_kwargs: dict = {}
+
     def generate(self, labels: np.ndarray, seed: int) -> ad.AnnData:
         conditions = pd.DataFrame({LABEL: labels})
-        generated = self.model.generate(conditions=conditions, seed=seed, progress_bar=False)
+        generated = self.model.generate(
+            conditions=conditions, seed=seed, progress_bar=False, **self.generate_kwargs
+        )
         generated.obs[LABEL] = generated.obs[LABEL].astype(str)
         return generated
 

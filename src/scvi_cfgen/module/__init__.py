@@ -7,6 +7,7 @@ from ._flow import LatentFlow
 from ._guidance import GuidedVelocity, drop_conditions, guided_velocity
 from ._networks import CountDecoder, CountEncoder, FusedEncoder
 from ._paths import LinearGaussianPath, ot_pair_noise
+from ._realism import RealismScorer
 from ._solvers import integrate
 from ._velocity import ResNetVelocityField
 
@@ -20,6 +21,7 @@ __all__ = [
     "GuidedVelocity",
     "LatentFlow",
     "LinearGaussianPath",
+    "RealismScorer",
     "ResNetVelocityField",
     "drop_conditions",
     "guided_velocity",
