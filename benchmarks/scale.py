@@ -15,9 +15,13 @@ each peak RSS is that size's alone):
 - the subprocess's peak resident memory (``VmHWM``).
 
 The same is measured for scVI (``scvi.model.SCVI``, one epoch, same backed data) in its own
-subprocess, unless ``--skip-scvi``. Results go to ``DIR/scale.csv`` and ``DIR/scale.md``.
+subprocess, unless ``--skip-scvi``; with ``--in-memory``, CFGen is also run on the same cells
+loaded in memory (columns ``memory_*``), for the cost of reading from disk. Each subprocess also
+records its resident memory after the imports (``import_rss_mb``), the part that does not depend
+on the data. Results go to ``DIR/scale.csv`` and ``DIR/scale.md``.
 
-Run: ``python benchmarks/scale.py [--cells 50000 200000 1000000] [--out DIR] [--skip-scvi]``.
+Run: ``python benchmarks/scale.py [--cells 50000 200000 1000000] [--out DIR] [--skip-scvi]
+[--in-memory]``.
 Not part of the test suite.
 """
 
@@ -98,15 +102,26 @@ def counts_file(out: Path, n_cells: int) -> Path:
 
 
 # ------------------------------------------------------------------ measurements (subprocess)
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process (``VmHWM``; ``ru_maxrss`` where there is no /proc)."""
+def _proc_status_mb(field: str) -> float | None:
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) / 1024
     except OSError:
         pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return None
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process (``VmHWM``; ``ru_maxrss`` where there is no /proc)."""
+    peak = _proc_status_mb("VmHWM")
+    return peak if peak is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def rss_mb() -> float:
+    """Resident memory of this process now (NaN where there is no /proc)."""
+    now = _proc_status_mb("VmRSS")
+    return float("nan") if now is None else now
 
 
 def _epoch_timer():
@@ -154,12 +169,12 @@ def nb_floor_cells_per_second(model, n_cells: int) -> float:
     return n_cells / (time.perf_counter() - began)
 
 
-def measure_cfgen(path: Path) -> dict:
+def measure_cfgen(path: Path, backed: bool = True) -> dict:
     import scvi_cfgen
 
     result = {}
     began = time.perf_counter()
-    adata = ad.read_h5ad(path, backed="r")
+    adata = ad.read_h5ad(path, backed="r" if backed else None)
     scvi_cfgen.CFGenModel.setup_anndata(adata, categorical_covariate_keys=["cell_type"])
     model = scvi_cfgen.CFGenModel(adata)
     result["setup_s"] = time.perf_counter() - began
@@ -169,6 +184,8 @@ def measure_cfgen(path: Path) -> dict:
         train(**_stage_kwargs(timer))
         result[f"{stage}_call_s"] = time.perf_counter() - began
         result[f"{stage}_epoch_s"] = timer.seconds[0]
+    if not backed:  # generation does not read the data: timed once, on the backed run
+        return result
     began = time.perf_counter()
     model.generate(n_cells=N_GENERATED, seed=0, progress_bar=False)
     result["generate_cells_per_s"] = N_GENERATED / (time.perf_counter() - began)
@@ -187,21 +204,28 @@ def measure_scvi(path: Path) -> dict:
     timer = _epoch_timer()
     began = time.perf_counter()
     model.train(**_stage_kwargs(timer))
-    return {
-        "scvi_setup_s": setup,
-        "scvi_call_s": time.perf_counter() - began,
-        "scvi_epoch_s": timer.seconds[0],
-    }
+    return {"setup_s": setup, "call_s": time.perf_counter() - began, "epoch_s": timer.seconds[0]}
+
+
+WORKERS = {
+    "cfgen": ("", lambda path: measure_cfgen(path, backed=True)),
+    "cfgen_memory": ("memory_", lambda path: measure_cfgen(path, backed=False)),
+    "scvi": ("scvi_", measure_scvi),
+}
 
 
 def worker(model: str, path: Path, result_path: Path) -> None:
     import scvi
 
+    import scvi_cfgen  # noqa: F401  (imported before the baseline memory is read)
+
     scvi.settings.seed = 0
-    result = measure_cfgen(path) if model == "cfgen" else measure_scvi(path)
-    prefix = "" if model == "cfgen" else "scvi_"
-    result[f"{prefix}peak_rss_mb"] = peak_rss_mb()
-    result_path.write_text(json.dumps(result))
+    prefix, measure = WORKERS[model]
+    imported = rss_mb()
+    result = measure(path)
+    result["peak_rss_mb"] = peak_rss_mb()
+    result["import_rss_mb"] = imported
+    result_path.write_text(json.dumps({f"{prefix}{k}": v for k, v in result.items()}))
 
 
 # ------------------------------------------------------------------ driver
@@ -221,7 +245,12 @@ def summarise(rows: pd.DataFrame) -> pd.DataFrame:
     table = pd.DataFrame({"cells": rows["cells"], "file_mb": rows["file_mb"]})
     for column in ("autoencoder_epoch_s", "flow_epoch_s", "autoencoder_call_s", "flow_call_s"):
         table[column] = rows[column]
+    table["import_rss_mb"] = rows["import_rss_mb"]
     table["peak_rss_mb"] = rows["peak_rss_mb"]
+    if "memory_peak_rss_mb" in rows:
+        table["memory_autoencoder_epoch_s"] = rows["memory_autoencoder_epoch_s"]
+        table["memory_flow_epoch_s"] = rows["memory_flow_epoch_s"]
+        table["memory_peak_rss_mb"] = rows["memory_peak_rss_mb"]
     if "scvi_epoch_s" in rows:
         table["scvi_epoch_s"] = rows["scvi_epoch_s"]
         table["scvi_peak_rss_mb"] = rows["scvi_peak_rss_mb"]
@@ -239,7 +268,10 @@ def main() -> None:
     parser.add_argument("--cells", nargs="+", type=int, default=[50_000, 200_000, 1_000_000])
     parser.add_argument("--out", type=Path, default=Path("benchmark_output/scale"))
     parser.add_argument("--skip-scvi", action="store_true", help="do not time scVI")
-    parser.add_argument("--worker", choices=["cfgen", "scvi"], help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--in-memory", action="store_true", help="also train CFGen on the cells in memory"
+    )
+    parser.add_argument("--worker", choices=list(WORKERS), help=argparse.SUPPRESS)
     parser.add_argument("--h5ad", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -253,6 +285,8 @@ def main() -> None:
         path = counts_file(args.out, n_cells)
         row = {"cells": n_cells, "file_mb": path.stat().st_size / 2**20}
         row.update(run_worker("cfgen", path, args.out))
+        if args.in_memory:
+            row.update(run_worker("cfgen_memory", path, args.out))
         if not args.skip_scvi:
             row.update(run_worker("scvi", path, args.out))
         rows.append(row)
