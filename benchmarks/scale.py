@@ -12,7 +12,8 @@ each peak RSS is that size's alone):
 - it generates 10,000 cells (cells per second), next to the NB floor measured in the same
   process: drawing the same number of cells' counts alone with scvi-tools'
   ``NegativeBinomial`` for decoded means;
-- the subprocess's peak resident memory (``VmHWM``).
+- the subprocess's peak resident memory (``VmHWM``) after training (``train_peak_rss_mb``) and
+  at the end, generation included (``peak_rss_mb``).
 
 The same is measured for scVI (``scvi.model.SCVI``, one epoch, same backed data) in its own
 subprocess, unless ``--skip-scvi``; with ``--in-memory``, CFGen is also run on the same cells
@@ -184,6 +185,7 @@ def measure_cfgen(path: Path, backed: bool = True) -> dict:
         train(**_stage_kwargs(timer))
         result[f"{stage}_call_s"] = time.perf_counter() - began
         result[f"{stage}_epoch_s"] = timer.seconds[0]
+    result["train_peak_rss_mb"] = peak_rss_mb()
     if not backed:  # generation does not read the data: timed once, on the backed run
         return result
     began = time.perf_counter()
@@ -246,11 +248,12 @@ def summarise(rows: pd.DataFrame) -> pd.DataFrame:
     for column in ("autoencoder_epoch_s", "flow_epoch_s", "autoencoder_call_s", "flow_call_s"):
         table[column] = rows[column]
     table["import_rss_mb"] = rows["import_rss_mb"]
+    table["train_peak_rss_mb"] = rows["train_peak_rss_mb"]
     table["peak_rss_mb"] = rows["peak_rss_mb"]
-    if "memory_peak_rss_mb" in rows:
+    if "memory_train_peak_rss_mb" in rows:
         table["memory_autoencoder_epoch_s"] = rows["memory_autoencoder_epoch_s"]
         table["memory_flow_epoch_s"] = rows["memory_flow_epoch_s"]
-        table["memory_peak_rss_mb"] = rows["memory_peak_rss_mb"]
+        table["memory_train_peak_rss_mb"] = rows["memory_train_peak_rss_mb"]
     if "scvi_epoch_s" in rows:
         table["scvi_epoch_s"] = rows["scvi_epoch_s"]
         table["scvi_peak_rss_mb"] = rows["scvi_peak_rss_mb"]

@@ -148,7 +148,10 @@ def test_dense_backed_counts_are_read_in_chunks(tmp_path, counts_on_disk, monkey
     path = tmp_path / "dense.h5ad"
     dense.write_h5ad(path)
     backed = ad.read_h5ad(path, backed="r")
-    monkeypatch.setattr(validation, "CHUNK_ROWS", 7)
+    monkeypatch.setattr(validation, "DENSE_CHUNK_VALUES", 7 * in_memory.n_vars)
+    blocks = [rows.shape[0] for _, rows in validation.row_chunks(backed.X)]
+    assert max(blocks) == 7
+    assert sum(blocks) == backed.n_obs
     np.testing.assert_array_equal(
         validation.row_sums(backed.X), np.asarray(in_memory.X.sum(axis=1)).ravel()
     )

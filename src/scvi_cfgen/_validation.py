@@ -6,18 +6,24 @@ from collections.abc import Iterator
 
 import numpy as np
 import scipy.sparse as sp
-from anndata.abc import CSCDataset
+from anndata.abc import CSCDataset, CSRDataset
 
 #: Rows read at a time by every pass over a whole count matrix (read at call time).
 CHUNK_ROWS = 10_000
+#: At most this many values per block of a dense matrix (40 MB of float32), however wide.
+DENSE_CHUNK_VALUES = 10_000_000
 
 
 def row_chunks(matrix, chunk_rows: int | None = None) -> Iterator[tuple[int, object]]:
-    """``(first row, rows)`` of consecutive blocks of ``chunk_rows`` rows (default CHUNK_ROWS).
+    """``(first row, rows)`` of consecutive blocks of rows.
 
-    Each block is read on its own, so a backed matrix is never loaded whole.
+    Blocks have ``chunk_rows`` rows (default ``CHUNK_ROWS``), fewer for a dense matrix so that a
+    block holds at most ``DENSE_CHUNK_VALUES`` values. Each block is read on its own, so a
+    backed matrix is never loaded whole.
     """
     chunk_rows = CHUNK_ROWS if chunk_rows is None else chunk_rows
+    if not (sp.issparse(matrix) or isinstance(matrix, CSRDataset | CSCDataset)):
+        chunk_rows = min(chunk_rows, max(1, DENSE_CHUNK_VALUES // max(1, matrix.shape[1])))
     for start in range(0, matrix.shape[0], chunk_rows):
         yield start, matrix[start : start + chunk_rows]
 
