@@ -1,7 +1,7 @@
 """How training time and memory scale with the number of cells, training from a backed h5ad.
 
 For each size in ``--cells``, a synthetic CSR count set (cells x 2,000 genes, negative binomial
-counts of a few cell types, ~8 % non-zero) is written chunk by chunk to ``DIR/counts_<n>.h5ad``
+counts of a few cell types, ~9 % non-zero) is written chunk by chunk to ``DIR/counts_<n>.h5ad``
 (never held in memory whole; reused when present). Then, in a separate subprocess per size (so
 each peak RSS is that size's alone):
 

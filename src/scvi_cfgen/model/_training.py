@@ -583,5 +583,6 @@ class TrainingMixin:
             )
 
     def _fit_latent_statistics(self, train_indices: np.ndarray) -> None:
-        mean, std = latent_moments(self, self.adata, train_indices)
+        # sorted: moments do not depend on the order, and backed files read faster in row order
+        mean, std = latent_moments(self, self.adata, np.sort(train_indices))
         self.module.statistics.fit_latent(mean, std)
