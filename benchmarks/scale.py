@@ -234,7 +234,8 @@ def worker(model: str, path: Path, result_path: Path) -> None:
 def run_worker(model: str, path: Path, out: Path) -> dict:
     result_path = out / f"{path.stem}_{model}.json"
     log = out / f"{path.stem}_{model}.log"
-    command = [sys.executable, __file__, "--worker", model, "--h5ad", str(path)]
+    command = [sys.executable, str(Path(__file__).resolve()), "--worker", model]
+    command += ["--h5ad", str(path)]
     command += ["--result", str(result_path)]
     with log.open("w") as stream:
         done = subprocess.run(command, stdout=stream, stderr=subprocess.STDOUT, check=False)
