@@ -6,13 +6,43 @@ from collections.abc import Iterator
 
 import numpy as np
 import scipy.sparse as sp
+from anndata.abc import CSCDataset, CSRDataset
 
-_CHUNK_ROWS = 10_000
+#: Rows read at a time by every pass over a whole count matrix (read at call time).
+CHUNK_ROWS = 10_000
+#: At most this many values per block of a dense matrix (40 MB of float32), however wide.
+DENSE_CHUNK_VALUES = 10_000_000
 
 
-def _row_chunks(matrix, chunk_rows: int = _CHUNK_ROWS) -> Iterator[tuple[int, object]]:
+def row_chunks(matrix, chunk_rows: int | None = None) -> Iterator[tuple[int, object]]:
+    """``(first row, rows)`` of consecutive blocks of rows.
+
+    Blocks have ``chunk_rows`` rows (default ``CHUNK_ROWS``), fewer for a dense matrix so that a
+    block holds at most ``DENSE_CHUNK_VALUES`` values. Each block is read on its own, so a
+    backed matrix is never loaded whole.
+    """
+    chunk_rows = CHUNK_ROWS if chunk_rows is None else chunk_rows
+    if not (sp.issparse(matrix) or isinstance(matrix, CSRDataset | CSCDataset)):
+        chunk_rows = min(chunk_rows, max(1, DENSE_CHUNK_VALUES // max(1, matrix.shape[1])))
     for start in range(0, matrix.shape[0], chunk_rows):
         yield start, matrix[start : start + chunk_rows]
+
+
+def require_row_access(matrix, where: str) -> None:
+    """Reject backed matrices whose rows (cells) cannot be read without reading all of them.
+
+    Raises
+    ------
+    ValueError
+        ``matrix`` is a backed CSC matrix: each minibatch of cells would read the whole file.
+    """
+    if isinstance(matrix, CSCDataset):
+        raise ValueError(
+            f"{where} is stored on disk as a CSC (column-compressed) matrix, so reading a "
+            "minibatch of cells from the backed file reads every column of it. Store the counts "
+            "as CSR (one row per cell) once, e.g. `adata = anndata.read_h5ad(path); adata.X = "
+            "adata.X.tocsr(); adata.write_h5ad(path)`, then read it with `backed='r'`."
+        )
 
 
 def _values(chunk) -> np.ndarray:
@@ -21,10 +51,10 @@ def _values(chunk) -> np.ndarray:
     return np.asarray(chunk)
 
 
-def row_sums(matrix, chunk_rows: int = _CHUNK_ROWS) -> np.ndarray:
+def row_sums(matrix, chunk_rows: int | None = None) -> np.ndarray:
     """Total counts of every row, computed chunk by chunk (dense, sparse or backed)."""
     sums = np.empty(matrix.shape[0], dtype=np.float64)
-    for start, chunk in _row_chunks(matrix, chunk_rows):
+    for start, chunk in row_chunks(matrix, chunk_rows):
         sums[start : start + chunk.shape[0]] = np.asarray(chunk.sum(axis=1)).ravel()
     return sums
 
@@ -56,7 +86,8 @@ def validate_counts(
     Parameters
     ----------
     matrix
-        Cells x features matrix: dense, scipy sparse or an h5py-backed dataset.
+        Cells x features matrix: dense, scipy sparse, or backed (CSR or dense; read
+        ``CHUNK_ROWS`` rows at a time).
     where
         Name of the matrix in messages, e.g. ``"adata.X"`` or ``"adata.layers['counts']"``.
     layer_argument
@@ -70,9 +101,10 @@ def validate_counts(
     Raises
     ------
     ValueError
-        On NaN or infinite values, negative or non-integer values, or (unless allowed) cells with
-        no counts.
+        On NaN or infinite values, negative or non-integer values, (unless allowed) cells with
+        no counts, or a backed CSC matrix.
     """
+    require_row_access(matrix, where)
     if matrix.shape[0] == 0 or matrix.shape[1] == 0:
         raise ValueError(
             f"{where} is empty ({matrix.shape[0]} cells x {matrix.shape[1]} features)."
@@ -95,7 +127,7 @@ def validate_counts(
     }
     bad: dict[str, list[int]] = {name: [] for name in problems}
     empty_cells: list[int] = []
-    for start, chunk in _row_chunks(matrix):
+    for start, chunk in row_chunks(matrix):
         values = _values(chunk)
         finite = np.isfinite(values)
         checks = {

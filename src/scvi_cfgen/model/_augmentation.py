@@ -60,7 +60,8 @@ class AugmentationMixin:
             Random seed (categories and cells).
         concatenate
             Return the real cells followed by the generated ones, flagged in
-            ``obs['cfgen_generated']``; needs the registered AnnData.
+            ``obs['cfgen_generated']``; needs the registered AnnData, in memory (not
+            backed).
         **generate_kwargs
             Passed to :meth:`generate` (solver, batch size, ...).
 
@@ -85,6 +86,13 @@ class AugmentationMixin:
             raise ValueError(
                 "`concatenate=True` is for models set up with `setup_anndata`; for a MuData "
                 "model concatenate each modality of the real and generated MuData yourself."
+            )
+        if concatenate and self.adata.isbacked:
+            raise ValueError(
+                "`concatenate=True` returns the real cells in memory, and the registered "
+                "AnnData is backed (read from disk). Use `concatenate=False` and write the "
+                "generated cells with `model.generate(..., out='cells.h5ad')`, or load the real "
+                "cells first with `adata.to_memory()` if they fit in memory."
             )
         rng = np.random.default_rng(seed)
         labels = rng.choice(

@@ -18,6 +18,7 @@ from scvi_cfgen._validation import validate_counts
 from scvi_cfgen.module import CFGenModule
 
 from ._augmentation import AugmentationMixin
+from ._backed_rows import RequestedOrderLoader, needs_requested_order
 from ._feature_alignment import AlignedLoader, feature_orders
 from ._generation import GenerationMixin
 from ._model_state import trained_stages
@@ -350,9 +351,15 @@ class CFGenModel(
                 )
         return validated
 
-    def _make_data_loader(self, adata, *args, **kwargs):
-        """scvi-tools' data loader, with each minibatch's columns in training order."""
-        loader = super()._make_data_loader(adata, *args, **kwargs)
+    def _make_data_loader(self, adata, indices=None, batch_size=None, shuffle=False, **kwargs):
+        """scvi-tools' data loader, with each minibatch's columns in training order.
+
+        Cells come in the order of ``indices``, also from backed data (which scvi-tools reads
+        in increasing row order within a minibatch).
+        """
+        loader = super()._make_data_loader(adata, indices, batch_size, shuffle, **kwargs)
+        if needs_requested_order(adata, indices, shuffle):
+            loader = RequestedOrderLoader(loader, indices)
         orders = self._feature_orders(adata)
         return AlignedLoader(loader, orders) if orders else loader
 

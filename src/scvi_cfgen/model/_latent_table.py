@@ -20,7 +20,7 @@ from scvi_cfgen._constants import (
 )
 from scvi_cfgen._validation import row_sums
 
-from ._model_state import encode_cells
+from ._model_state import encoded_batches
 
 #: Cells encoded per forward pass when the latent table is built.
 ENCODING_BATCH_SIZE = 1024
@@ -31,13 +31,19 @@ def latent_table(model) -> AnnDataManager:
 
     The encoder is frozen during the flow stage, so each cell's latent is fixed: encoding the
     cells once replaces an encoder pass per cell per flow epoch. The table holds ``n_cells x
-    n_latent`` floats (200 MB for a million cells at 50 dimensions), whatever the number of genes.
+    n_latent`` floats (200 MB for a million cells at 50 dimensions), whatever the number of genes;
+    it is filled minibatch by minibatch, and the counts are read in chunks of rows.
     """
     manager = model.adata_manager
     n_cells = manager.adata.n_obs
+    latents = np.empty((n_cells, model.module.n_latent), dtype=np.float32)
+    start = 0
     with torch.random.fork_rng(devices=[]):  # iterating a data loader draws from the RNG
-        latents = encode_cells(model, model.adata, None, ENCODING_BATCH_SIZE)
-    latents = model.module.standardize_latent(latents.to(model.device)).cpu().numpy()
+        for latent in encoded_batches(model, model.adata, None, ENCODING_BATCH_SIZE):
+            with torch.inference_mode():
+                standardized = model.module.standardize_latent(latent.to(model.device))
+            latents[start : start + latent.shape[0]] = standardized.cpu().numpy()
+            start += latent.shape[0]
     counts_key = X_KEY if model.has_rna else ATAC_X_KEY
     totals = row_sums(manager.get_from_registry(counts_key))
     obs = pd.DataFrame(
@@ -56,7 +62,7 @@ def latent_table(model) -> AnnDataManager:
             column = f"code_{index}"
             obs[column] = codes[:, index].astype(np.float32)
             code_columns.append(column)
-    table = ad.AnnData(X=latents.astype(np.float32), obs=obs)
+    table = ad.AnnData(X=latents, obs=obs)
     fields = [
         LayerField(LATENT_KEY, None, is_count_data=False),
         NumericalObsField(LOG_LIBRARY_KEY, LOG_LIBRARY_KEY),

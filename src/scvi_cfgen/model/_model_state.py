@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import torch
 
 from scvi_cfgen._constants import ATAC_X_KEY, X_KEY
@@ -36,14 +38,45 @@ def require_rna(model, method: str) -> None:
         )
 
 
-@torch.inference_mode()
-def encode_cells(model, adata, indices, batch_size: int | None) -> torch.Tensor:
-    """Encoder latents of cells of a validated ``adata`` (on the CPU), minibatch by minibatch."""
+def encoded_batches(model, adata, indices, batch_size: int | None) -> Iterator[torch.Tensor]:
+    """Encoder latents (on the CPU) of cells of a validated ``adata``, one minibatch at a time.
+
+    Minibatches come in the order of ``indices`` (all cells in order for ``None``).
+    """
     model.module.eval()
     loader = model._make_data_loader(adata=adata, indices=indices, batch_size=batch_size)
-    latents = []
     for batch in loader:
         x, x_atac = (batch.get(key) for key in (X_KEY, ATAC_X_KEY))
         x, x_atac = (None if t is None else t.to(model.device) for t in (x, x_atac))
-        latents.append(model.module.encode(x, x_atac).cpu())
-    return torch.cat(latents)
+        with torch.inference_mode():  # not held across the yield
+            latent = model.module.encode(x, x_atac).cpu()
+        yield latent
+
+
+def encode_cells(model, adata, indices, batch_size: int | None) -> torch.Tensor:
+    """Encoder latents of cells of a validated ``adata`` (on the CPU), minibatch by minibatch."""
+    return torch.cat(list(encoded_batches(model, adata, indices, batch_size)))
+
+
+def latent_moments(model, adata, indices) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-dimension mean and (unbiased) standard deviation of the cells' latents.
+
+    Accumulated minibatch by minibatch in float64 (Chan et al.'s pairwise update), so memory
+    does not grow with the number of cells.
+    """
+    count, mean, squares = 0, None, None
+    for latent in encoded_batches(model, adata, indices, None):
+        latent = latent.double()
+        n = latent.shape[0]
+        batch_mean = latent.mean(dim=0)
+        batch_squares = ((latent - batch_mean) ** 2).sum(dim=0)
+        if mean is None:
+            count, mean, squares = n, batch_mean, batch_squares
+            continue
+        delta = batch_mean - mean
+        total = count + n
+        mean = mean + delta * (n / total)
+        squares = squares + batch_squares + delta**2 * (count * n / total)
+        count = total
+    variance = squares / (count - 1) if count > 1 else torch.full_like(squares, float("nan"))
+    return mean.float(), variance.sqrt().float()

@@ -27,7 +27,7 @@ from scvi_cfgen.train._quiet import quiet_lightning
 
 from ._checkpoints import TrainingCheckpoints
 from ._latent_table import latent_splitter
-from ._model_state import encode_cells, trained_stages
+from ._model_state import latent_moments, trained_stages
 from ._schedule import (
     DEFAULT_VALIDATION_FRACTION,
     LR_PATIENCE_STEPS,
@@ -582,7 +582,7 @@ class TrainingMixin:
                 stacklevel=4,
             )
 
-    @torch.inference_mode()
     def _fit_latent_statistics(self, train_indices: np.ndarray) -> None:
-        latent = encode_cells(self, self.adata, train_indices, None)
-        self.module.statistics.fit_latent(latent.mean(dim=0), latent.std(dim=0))
+        # sorted: moments do not depend on the order, and backed files read faster in row order
+        mean, std = latent_moments(self, self.adata, np.sort(train_indices))
+        self.module.statistics.fit_latent(mean, std)
