@@ -13,6 +13,7 @@ import scvi_cfgen._validation as validation
 import scvi_cfgen.model._latent_table as latent_table_module
 from scvi_cfgen import CFGenModel
 from scvi_cfgen.model._latent_table import latent_table
+from scvi_cfgen.model._training_statistics import fit_data_statistics, fit_latent_statistics
 
 BATCH_SIZE = 64
 FAST = {"seed": 0, "solver": "euler", "n_steps": 4, "progress_bar": False}
@@ -83,8 +84,8 @@ def _same_autoencoder_in_memory(model: CFGenModel, in_memory: ad.AnnData) -> CFG
     twin = CFGenModel(in_memory, **TINY)
     twin.module.autoencoder.load_state_dict(model.module.autoencoder.state_dict())
     twin.trained_stages_ = ["autoencoder"]
-    twin._fit_data_statistics(np.asarray(model.train_indices))
-    twin._fit_latent_statistics(np.asarray(model.train_indices))
+    fit_data_statistics(twin, np.asarray(model.train_indices))
+    fit_latent_statistics(twin, np.asarray(model.train_indices))
     return twin
 
 

@@ -6,6 +6,7 @@ import torch
 from helpers import TINY, make_marker_counts
 
 from scvi_cfgen import CFGenModel
+from scvi_cfgen.model._training_statistics import fit_data_statistics
 
 pytestmark = pytest.mark.skipif(
     not torch.distributed.is_available(), reason="torch.distributed is not available"
@@ -28,7 +29,7 @@ def test_two_cpu_processes_train_both_stages_and_generate(tmp_path):
     assert len(model.history_["train_loss_flow"]) == 2
     # statistics come from the training cells once, in the main process
     single = CFGenModel(adata, **TINY)
-    single._fit_data_statistics(np.asarray(model.train_indices))
+    fit_data_statistics(single, np.asarray(model.train_indices))
     for name in ("combinations", "combination_counts", "log_library_mean", "log_library_std"):
         torch.testing.assert_close(
             getattr(model.module.statistics, name), getattr(single.module.statistics, name)

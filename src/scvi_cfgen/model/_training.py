@@ -11,15 +11,12 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
-import torch
 from scvi import settings
 from scvi.dataloaders import DataSplitter
 from scvi.model._utils import use_distributed_sampler
 from scvi.train import TrainRunner
 from scvi.train._config import merge_kwargs
 
-from scvi_cfgen._constants import CAT_COVS_KEY, X_KEY
-from scvi_cfgen._validation import row_sums
 from scvi_cfgen.module._cfgen import TRAINING_STAGES
 from scvi_cfgen.train import AutoencoderTrainingPlan, FlowTrainingPlan
 from scvi_cfgen.train._callbacks import stage_summary
@@ -27,7 +24,7 @@ from scvi_cfgen.train._quiet import quiet_lightning
 
 from ._checkpoints import TrainingCheckpoints
 from ._latent_table import latent_splitter
-from ._model_state import latent_moments, trained_stages
+from ._model_state import trained_stages
 from ._schedule import (
     DEFAULT_VALIDATION_FRACTION,
     LR_PATIENCE_STEPS,
@@ -39,11 +36,9 @@ from ._schedule import (
 )
 from ._stage_trainer import stage_trainer_kwargs
 from ._training_arguments import check_budget, legacy_arguments, per_stage
+from ._training_statistics import fit_data_statistics, fit_latent_statistics
 
 logger = logging.getLogger(__name__)
-
-#: Categories with fewer training cells than this are reported before training.
-SMALL_CATEGORY_CELLS = 10
 
 
 class TrainingMixin:
@@ -192,7 +187,7 @@ class TrainingMixin:
         previous = None
         if "flow" in trained_stages(self):  # a working model: keep it if re-training fails
             previous = (copy.deepcopy(self.module.state_dict()), self.history_)
-        self._fit_data_statistics(np.asarray(splitter.train_idx))
+        fit_data_statistics(self, np.asarray(splitter.train_idx))
         try:
             for stage in TRAINING_STAGES:
                 finished = checkpoints.finished_state(stage) if resume else None
@@ -259,7 +254,7 @@ class TrainingMixin:
             datamodule,
             trainer_kwargs,
         )
-        self._fit_data_statistics(np.asarray(splitter.train_idx))
+        fit_data_statistics(self, np.asarray(splitter.train_idx))
         self._run_stage(
             "autoencoder",
             splitter,
@@ -335,7 +330,7 @@ class TrainingMixin:
         """Take a stage's weights from a resumed run in which it had finished."""
         self.module.load_state_dict(state)
         if stage == "autoencoder":
-            self._fit_latent_statistics(np.asarray(splitter.train_idx))
+            fit_latent_statistics(self, np.asarray(splitter.train_idx))
         self.train_indices, self.validation_indices = splitter.train_idx, splitter.val_idx
         self.trained_stages_ = [*(s for s in trained_stages(self) if s != stage), stage]
         self.is_trained_ = "flow" in self.trained_stages_
@@ -528,7 +523,7 @@ class TrainingMixin:
                 stage: stage_summary(trainer),
             }
         if stage == "autoencoder":
-            self._fit_latent_statistics(np.asarray(splitter.train_idx))
+            fit_latent_statistics(self, np.asarray(splitter.train_idx))
         previous = {
             key: frame
             for key, frame in (before["history"] or {}).items()
@@ -543,46 +538,3 @@ class TrainingMixin:
         self.module.eval()
         if checkpoints is not None:
             checkpoints.finish(stage, self.module)
-
-    def _fit_data_statistics(self, train_indices: np.ndarray) -> None:
-        """Attribute frequencies and size-factor laws of the training cells only."""
-        manager = self.adata_manager
-        if self.has_rna:
-            libraries = row_sums(manager.get_from_registry(X_KEY))[train_indices]
-        else:  # no RNA library: a placeholder the ATAC-only model never uses
-            libraries = np.ones(len(train_indices))
-        if self.attribute_categories:
-            all_codes = np.asarray(manager.get_from_registry(CAT_COVS_KEY))[train_indices]
-        else:
-            all_codes = np.zeros((len(train_indices), 0))
-        codes = torch.as_tensor(all_codes, dtype=torch.long).reshape(len(train_indices), -1)
-        self._report_small_categories(codes.numpy())
-        size_index = self.module.size_factor_attribute_index
-        self.module.statistics.fit_attributes_and_sizes(
-            codes,
-            torch.log(torch.as_tensor(libraries)),
-            None if size_index is None else codes[:, size_index],
-        )
-
-    def _report_small_categories(self, codes: np.ndarray) -> None:
-        """Warn, by name and count, about categories with few training cells."""
-        small = {}
-        for index, (name, categories) in enumerate(self.attribute_categories.items()):
-            counts = np.bincount(codes[:, index], minlength=len(categories))
-            few = {str(c): int(n) for c, n in zip(categories, counts) if n < SMALL_CATEGORY_CELLS}
-            if few:
-                small[name] = few
-        if small:
-            warnings.warn(
-                f"Categories with fewer than {SMALL_CATEGORY_CELLS} training cells: {small}. "
-                "The flow learns their conditional distribution from these cells alone, so "
-                "cells generated for them are less reliable (check them with "
-                "`scvi_cfgen.metrics.evaluate`); consider merging such categories.",
-                UserWarning,
-                stacklevel=4,
-            )
-
-    def _fit_latent_statistics(self, train_indices: np.ndarray) -> None:
-        # sorted: moments do not depend on the order, and backed files read faster in row order
-        mean, std = latent_moments(self, self.adata, np.sort(train_indices))
-        self.module.statistics.fit_latent(mean, std)
