@@ -171,6 +171,7 @@ class GenerationMixin:
             else:
                 log_libraries = torch.log(torch.as_tensor(libraries, device=device).float())
         weights_t = torch.as_tensor(weights, dtype=torch.float32, device=device)
+        step = chunk_size(int(batch_size))
         if keep_fraction is not None:
             filtered, log_libraries, scores = filter_latents(
                 module,
@@ -179,11 +180,10 @@ class GenerationMixin:
                 log_libraries,
                 keep_fraction,
                 seed,
-                chunk_size(int(batch_size)),
+                step,
                 solver_kwargs,
                 progress_bar,
             )
-        step = chunk_size(int(batch_size))
         starts = range(0, n_cells, step)
 
         def chunks() -> Iterator[dict]:

@@ -8,7 +8,7 @@ from scvi.utils import track
 from sklearn.metrics import roc_auc_score
 from torch.nn import functional as F
 
-from scvi_cfgen._constants import LATENT_KEY, LOG_LIBRARY_KEY
+from scvi_cfgen._constants import CAT_COVS_KEY, LATENT_KEY, LOG_LIBRARY_KEY
 from scvi_cfgen.module._realism import keep_most_real, oversampled_groups
 from scvi_cfgen.module._solvers import GENERATION_SOLVER, GENERATION_STEPS, solver_options
 
@@ -89,6 +89,14 @@ def filter_latents(
     return latents, libraries, scores
 
 
+def real_vs_generated(scorer, real, fake, codes, rows) -> tuple[torch.Tensor, torch.Tensor]:
+    """The scorer's logits for the real then the generated latents of ``rows``, and targets."""
+    rows = torch.as_tensor(np.asarray(rows), device=real.device)
+    logits = scorer(torch.cat([real[rows], fake[rows]]), torch.cat([codes[rows]] * 2))
+    target = torch.cat([torch.ones(len(rows)), torch.zeros(len(rows))]).to(real.device)
+    return logits, target
+
+
 class RealismFilterMixin:
     """Adds :meth:`train_realism_filter`, used by ``generate(keep_fraction=...)``."""
 
@@ -134,15 +142,19 @@ class RealismFilterMixin:
         device = self.device
         table = latent_table(self)
         real = torch.as_tensor(np.asarray(table.get_from_registry(LATENT_KEY)), device=device)
-        obs = table.adata.obs
-        code_columns = [c for c in obs.columns if c.startswith("code_")]
-        codes = torch.as_tensor(obs[code_columns].to_numpy(np.int64), device=device).reshape(
-            len(obs), len(code_columns)
+        n_cells = len(real)
+        codes = (
+            np.asarray(table.get_from_registry(CAT_COVS_KEY))
+            if self.attribute_categories
+            else np.zeros((n_cells, 0))
         )
-        log_libraries = torch.as_tensor(obs[LOG_LIBRARY_KEY].to_numpy(np.float32), device=device)
+        codes = torch.as_tensor(codes, dtype=torch.long, device=device).reshape(n_cells, -1)
+        log_libraries = torch.as_tensor(
+            np.asarray(table.get_from_registry(LOG_LIBRARY_KEY), dtype=np.float32), device=device
+        ).reshape(n_cells)
         fake = self._generated_like(codes, log_libraries, seed, progress_bar)
 
-        train_idx, val_idx = self._realism_split(len(obs), seed)
+        train_idx, val_idx = self._realism_split(n_cells, seed)
         scorer = module.realism
         generator = torch.Generator().manual_seed(seed)
         with torch.random.fork_rng(devices=[]):
@@ -161,19 +173,18 @@ class RealismFilterMixin:
                 while step < max_steps and step - best[2] < EARLY_STOPPING_PATIENCE_STEPS:
                     order = train_idx[torch.randperm(len(train_idx), generator=generator).numpy()]
                     for start in range(0, len(order), half):
-                        rows = torch.as_tensor(order[start : start + half], device=device)
-                        logits = scorer(
-                            torch.cat([real[rows], fake[rows]]), torch.cat([codes[rows]] * 2)
-                        )
-                        target = torch.cat([torch.ones(len(rows)), torch.zeros(len(rows))])
-                        loss = F.binary_cross_entropy_with_logits(logits, target.to(device))
+                        rows = order[start : start + half]
+                        logits, target = real_vs_generated(scorer, real, fake, codes, rows)
+                        loss = F.binary_cross_entropy_with_logits(logits, target)
                         optimizer.zero_grad()
                         loss.backward()
                         optimizer.step()
                         step += 1
                         if step >= max_steps:
                             break
-                    validation_loss = self._realism_loss(real, fake, codes, val_idx)
+                    with torch.inference_mode():
+                        logits, target = real_vs_generated(scorer, real, fake, codes, val_idx)
+                        validation_loss = float(F.binary_cross_entropy_with_logits(logits, target))
                     if validation_loss < best[0]:
                         state = {k: v.detach().clone() for k, v in scorer.state_dict().items()}
                         best = (validation_loss, state, step)
@@ -182,15 +193,13 @@ class RealismFilterMixin:
         scorer.load_state_dict(best[1])
         scorer.trained.fill_(True)
         with torch.inference_mode():
-            rows = torch.as_tensor(val_idx, device=device)
-            logits = scorer(torch.cat([real[rows], fake[rows]]), torch.cat([codes[rows]] * 2))
-        labels = np.r_[np.ones(len(rows)), np.zeros(len(rows))]
+            logits, target = real_vs_generated(scorer, real, fake, codes, val_idx)
         self.realism_summary_ = {
             "steps": step,
             "epochs": int(np.ceil(step / per_epoch)),
             "best_step": best[2],
             "validation_loss": float(best[0]),
-            "validation_auc": float(roc_auc_score(labels, logits.cpu().numpy())),
+            "validation_auc": float(roc_auc_score(target.cpu().numpy(), logits.cpu().numpy())),
         }
         return self.realism_summary_
 
@@ -227,12 +236,3 @@ class RealismFilterMixin:
         order = np.random.default_rng(seed).permutation(n_cells)
         n_val = max(1, n_cells // 10)
         return order[n_val:], order[:n_val]
-
-    @torch.inference_mode()
-    def _realism_loss(self, real, fake, codes, rows) -> float:
-        rows = torch.as_tensor(rows, device=real.device)
-        logits = self.module.realism(
-            torch.cat([real[rows], fake[rows]]), torch.cat([codes[rows]] * 2)
-        )
-        target = torch.cat([torch.ones(len(rows)), torch.zeros(len(rows))]).to(real.device)
-        return float(F.binary_cross_entropy_with_logits(logits, target))
