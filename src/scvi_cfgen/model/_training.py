@@ -13,9 +13,7 @@ from pathlib import Path
 import numpy as np
 from scvi import settings
 from scvi.dataloaders import DataSplitter
-from scvi.model._utils import use_distributed_sampler
 from scvi.train import TrainRunner
-from scvi.train._config import merge_kwargs
 
 from scvi_cfgen.module._cfgen import TRAINING_STAGES
 from scvi_cfgen.train import AutoencoderTrainingPlan, FlowTrainingPlan
@@ -26,16 +24,15 @@ from ._checkpoints import TrainingCheckpoints
 from ._latent_table import latent_splitter
 from ._model_state import trained_stages
 from ._schedule import (
-    DEFAULT_VALIDATION_FRACTION,
     LR_PATIENCE_STEPS,
     MAX_STEPS,
     MIN_PATIENCE_EPOCHS,
-    default_validation_size,
     epochs_for_steps,
     steps_per_epoch,
 )
 from ._stage_trainer import stage_trainer_kwargs
-from ._training_arguments import check_budget, legacy_arguments, per_stage
+from ._training_arguments import stage_settings
+from ._training_split import previous_split, training_split
 from ._training_statistics import fit_data_statistics, fit_latent_statistics
 
 logger = logging.getLogger(__name__)
@@ -161,7 +158,7 @@ class TrainingMixin:
         >>> model.train(checkpoint_dir="ckpt")  # interrupted? in a new session:
         >>> model.train(checkpoint_dir="ckpt", resume=True)
         """
-        epochs, plans = self._stage_settings(max_epochs, plan_config, plan_kwargs, trainer_kwargs)
+        epochs, plans = stage_settings(max_epochs, plan_config, plan_kwargs, trainer_kwargs)
         checkpoints = None if checkpoint_dir is None else TrainingCheckpoints(checkpoint_dir)
         if resume and checkpoints is None:
             raise ValueError("`resume=True` needs the `checkpoint_dir` of the run to resume.")
@@ -172,7 +169,8 @@ class TrainingMixin:
             datasplitter_kwargs = {**(datasplitter_kwargs or {}), "external_indexing": recorded}
         elif checkpoints is not None:
             checkpoints.start()
-        splitter = self._training_split(
+        splitter = training_split(
+            self,
             train_size,
             validation_size,
             shuffle_set_split,
@@ -243,8 +241,9 @@ class TrainingMixin:
         training cells. A flow trained before no longer matches the new latents, so the model
         then needs :meth:`train_flow` before it can generate.
         """
-        epochs, plans = self._stage_settings(max_epochs, plan_config, plan_kwargs, trainer_kwargs)
-        splitter = self._training_split(
+        epochs, plans = stage_settings(max_epochs, plan_config, plan_kwargs, trainer_kwargs)
+        splitter = training_split(
+            self,
             train_size,
             validation_size,
             shuffle_set_split,
@@ -298,9 +297,10 @@ class TrainingMixin:
                 "The autoencoder is not trained yet: call `train()` (both stages) or "
                 "`train_autoencoder()` before `train_flow()`."
             )
-        epochs, plans = self._stage_settings(max_epochs, plan_config, plan_kwargs, trainer_kwargs)
-        external = self._previous_split()
-        splitter = self._training_split(
+        epochs, plans = stage_settings(max_epochs, plan_config, plan_kwargs, trainer_kwargs)
+        external = previous_split(self)
+        splitter = training_split(
+            self,
             None if external else train_size,
             None if external else validation_size,
             shuffle_set_split,
@@ -336,83 +336,6 @@ class TrainingMixin:
         self.is_trained_ = "flow" in self.trained_stages_
         self.module.eval()
         logger.info("The %s had finished in the resumed run; its weights are loaded.", stage)
-
-    def _check_registered_genes(self) -> None:
-        if self._feature_orders(self.adata_manager.adata, "the registered data"):
-            raise ValueError(
-                "The registered data hold the model's genes in another order than it was "
-                "trained with (e.g. after `load(dir, adata=...)` with reordered genes); training "
-                "on them would scramble the weights. Register the cells in training order: "
-                "`adata = adata[:, model.gene_names].copy()` before `setup_anndata`/`load`."
-            )
-
-    @staticmethod
-    def _stage_settings(max_epochs, plan_config, plan_kwargs, trainer_kwargs):
-        epochs = {
-            stage: check_budget(value, stage)
-            for stage, value in per_stage(max_epochs, "max_epochs").items()
-        }
-        configs = per_stage(plan_config, "plan_config")
-        plans = {
-            stage: dict(merge_kwargs(configs[stage], kwargs or {}, name="plan"))
-            for stage, kwargs in per_stage(plan_kwargs, "plan_kwargs").items()
-        }
-        legacy_arguments(trainer_kwargs, epochs, plans)
-        return epochs, plans
-
-    def _previous_split(self) -> list[np.ndarray] | None:
-        indices = [getattr(self, f"{name}_indices", None) for name in ("train", "validation")]
-        if indices[0] is None or self.adata is None:
-            return None
-        every = np.concatenate([np.asarray(i) for i in indices if i is not None])
-        if every.size and every.max() >= self.adata.n_obs:
-            return None
-        test = getattr(self, "test_indices", None)
-        return [np.asarray(i if i is not None else []) for i in (*indices, test)]
-
-    def _training_split(
-        self,
-        train_size,
-        validation_size,
-        shuffle_set_split,
-        load_sparse_tensor,
-        batch_size,
-        datasplitter_kwargs,
-        datamodule,
-        trainer_kwargs,
-    ) -> DataSplitter:
-        if datamodule is not None:
-            raise ValueError(
-                "`datamodule` is not supported by CFGenModel yet; register an AnnData or MuData "
-                "(backed h5ad works) with `setup_anndata`/`setup_mudata` instead."
-            )
-        if self.adata_manager is None:
-            raise ValueError("This model has no registered AnnData; load it with `adata=...`.")
-        self._check_registered_genes()
-        if int(batch_size) != batch_size or batch_size < 2:
-            raise ValueError("`batch_size` must be an integer of at least 2 (BatchNorm).")
-        external = (datasplitter_kwargs or {}).get("external_indexing") is not None
-        if train_size is None and validation_size is None and not external:
-            fraction = default_validation_size(self.adata_manager.adata.n_obs)
-            if fraction > DEFAULT_VALIDATION_FRACTION:  # small data: more validation cells
-                train_size, validation_size = 1.0 - fraction, fraction
-        splitter = self._data_splitter_cls(
-            self.adata_manager,
-            train_size=train_size,
-            validation_size=validation_size,
-            shuffle_set_split=shuffle_set_split,
-            load_sparse_tensor=load_sparse_tensor,
-            batch_size=int(batch_size),
-            distributed_sampler=use_distributed_sampler(trainer_kwargs.get("strategy")),
-            **{"drop_last": False, **(datasplitter_kwargs or {})},
-        )
-        splitter.setup()
-        if len(splitter.train_idx) < 2:
-            raise ValueError(
-                f"The training split has {len(splitter.train_idx)} cell(s); CFGen needs at "
-                "least 2. Use more cells or a larger `train_size`."
-            )
-        return splitter
 
     def _run_stage(
         self,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import warnings
 from collections.abc import Mapping
 
+from scvi.train._config import merge_kwargs
+
 from scvi_cfgen.module._cfgen import TRAINING_STAGES
 
 _LEGACY_EPOCHS = {"max_epochs_autoencoder": "autoencoder", "max_epochs_flow": "flow"}
@@ -59,3 +61,18 @@ def legacy_arguments(trainer_kwargs: dict, epochs: dict, plans: dict) -> None:
                 stacklevel=4,
             )
             plans[stage].update(trainer_kwargs.pop(old) or {})
+
+
+def stage_settings(max_epochs, plan_config, plan_kwargs, trainer_kwargs):
+    """Per-stage epoch budgets and plan keyword arguments from ``train``'s arguments."""
+    epochs = {
+        stage: check_budget(value, stage)
+        for stage, value in per_stage(max_epochs, "max_epochs").items()
+    }
+    configs = per_stage(plan_config, "plan_config")
+    plans = {
+        stage: dict(merge_kwargs(configs[stage], kwargs or {}, name="plan"))
+        for stage, kwargs in per_stage(plan_kwargs, "plan_kwargs").items()
+    }
+    legacy_arguments(trainer_kwargs, epochs, plans)
+    return epochs, plans
