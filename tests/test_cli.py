@@ -127,3 +127,12 @@ def test_cli_train_checkpoints_and_resumes(tmp_path, capsys):
     capsys.readouterr()
     assert main([*common, "--resume", "--model-dir", str(tmp_path / "c")]) == 2
     assert "--resume needs the --checkpoint-dir" in capsys.readouterr().err
+
+
+def test_cli_refuses_an_unknown_flow_precision_before_training(tmp_path, capsys):
+    data = tmp_path / "cells.h5ad"
+    make_marker_counts(n_cells=60).write_h5ad(data)
+    args = ["train", str(data), "--model-dir", str(tmp_path / "m"), "--flow-precision", "half"]
+    assert main(args) == 2
+    assert "bf16-mixed" in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()

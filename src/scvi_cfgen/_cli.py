@@ -172,6 +172,7 @@ def _train(args: argparse.Namespace) -> None:
         batch_size=args.batch_size,
         checkpoint_dir=args.checkpoint_dir,
         resume=args.resume,
+        plan_kwargs={"flow": {"precision": args.flow_precision}},
     )
     if args.realism_filter:
         summary = model.train_realism_filter()
@@ -245,6 +246,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument(
         "--resume", action="store_true", help="continue the run in --checkpoint-dir"
+    )
+    train.add_argument(
+        "--flow-precision",
+        default="auto",
+        help="arithmetic of the flow stage: auto (bfloat16 products where the hardware has "
+        "them), 32 or bf16-mixed",
     )
     train.add_argument(
         "--realism-filter",

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from scvi.train._config import merge_kwargs
 
 from scvi_cfgen.module._cfgen import TRAINING_STAGES
+from scvi_cfgen.train._precision import check_flow_precision
 
 _LEGACY_EPOCHS = {"max_epochs_autoencoder": "autoencoder", "max_epochs_flow": "flow"}
 _LEGACY_PLANS = {"autoencoder_plan_kwargs": "autoencoder", "flow_plan_kwargs": "flow"}
@@ -75,4 +76,5 @@ def stage_settings(max_epochs, plan_config, plan_kwargs, trainer_kwargs):
         for stage, kwargs in per_stage(plan_kwargs, "plan_kwargs").items()
     }
     legacy_arguments(trainer_kwargs, epochs, plans)
+    check_flow_precision(plans["flow"].get("precision", "auto"))  # before the autoencoder trains
     return epochs, plans

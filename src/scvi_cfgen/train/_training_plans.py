@@ -6,6 +6,7 @@ import torch
 from scvi.train import TrainingPlan
 
 from ._ema import ExponentialMovingAverage
+from ._precision import FlowPrecision, check_flow_precision, flow_autocast
 
 
 def _minibatch_size(batch: dict) -> int:
@@ -108,7 +109,15 @@ class FlowTrainingPlan(_StageTrainingPlan):
     steps, so that it spans about the last tenth of the steps taken); validation, learning-rate
     and early-stopping decisions and the weights the stage ends with are then the average's. It is
     off by default (``None``: the last step's weights): on the generalisation suite it did not
-    beat them (see the benchmarks page). Other keyword arguments go to
+    beat them (see the benchmarks page).
+
+    ``precision`` sets the velocity field's arithmetic: ``"bf16-mixed"`` runs its matrix products
+    in bfloat16 under :func:`torch.autocast` (weights, optimiser state and loss stay float32),
+    ``"32"`` in float32, and ``"auto"`` (the default) uses bfloat16 where the hardware multiplies
+    it natively (CUDA devices with bfloat16, CPUs with AVX-512 BF16 or AMX) and float32 elsewhere.
+    On such hardware it halves the time of a flow epoch; paired on the same autoencoder, the two
+    precisions train the same field up to rounding (see the benchmarks page). Use ``"32"`` to get
+    the same weights on machines with and without bfloat16. Other keyword arguments go to
     :class:`scvi.train.TrainingPlan`.
     """
 
@@ -125,8 +134,10 @@ class FlowTrainingPlan(_StageTrainingPlan):
         lr_factor: float = 0.5,
         lr_min: float = 1e-5,
         ema_decay: float | None = None,
+        precision: FlowPrecision = "auto",
         **kwargs,
     ):
+        check_flow_precision(precision)
         if ema_decay is not None and not 0.0 < ema_decay < 1.0:
             raise ValueError(
                 f"`ema_decay` must be in (0, 1) (e.g. 0.999), or None to keep the last step's "
@@ -144,6 +155,7 @@ class FlowTrainingPlan(_StageTrainingPlan):
             **kwargs,
         )
         self.ema_decay = ema_decay
+        self.precision = precision
         self.ema: ExponentialMovingAverage | None = None
         self._saved_ema: dict | None = None
 
@@ -208,13 +220,15 @@ class FlowTrainingPlan(_StageTrainingPlan):
         n_cells = _minibatch_size(batch)
         if n_cells < 2:
             return None
-        loss = self.module.flow_loss(batch).loss
+        with flow_autocast(self.precision, self.device):
+            loss = self.module.flow_loss(batch).loss.float()
         self._log_flow_loss(loss, "train", n_cells)
         return loss
 
     def validation_step(self, batch, batch_idx):
         """Flow matching loss of validation cells, with common random numbers."""
-        loss = self.module.flow_loss(batch).loss
+        with flow_autocast(self.precision, self.device):
+            loss = self.module.flow_loss(batch).loss.float()
         self._log_flow_loss(loss, "validation", _minibatch_size(batch))
 
     def on_train_epoch_end(self) -> None:
