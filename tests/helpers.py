@@ -58,3 +58,19 @@ def small_multiome(n_cells: int = 600, seed: int = 0) -> md.MuData:
         peaks_per_type=40,
         seed=seed,
     )
+
+
+def train_tiny_flow(adata: ad.AnnData, flow_epochs: int, **flow_plan_kwargs):
+    """A TINY model on registered ``adata``, seed 0, 2 autoencoder epochs, fixed flow epochs."""
+    import scvi
+
+    scvi.settings.seed = 0
+    model = scvi_cfgen.CFGenModel(adata, **TINY)
+    model.train(
+        max_epochs={"autoencoder": 2, "flow": flow_epochs},
+        batch_size=32,
+        early_stopping=False,
+        enable_progress_bar=False,
+        plan_kwargs={"flow": flow_plan_kwargs},
+    )
+    return model

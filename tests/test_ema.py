@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from helpers import TINY
+from helpers import TINY, train_tiny_flow
 
 from scvi_cfgen import CFGenModel
 from scvi_cfgen.train import FlowTrainingPlan
@@ -99,17 +99,7 @@ def test_trained_flow_differs_with_and_without_average(marker_adata):
     CFGenModel.setup_anndata(marker_adata, categorical_covariate_keys=["cell_type"])
     weights = {}
     for decay in (None, 0.999):
-        import scvi
-
-        scvi.settings.seed = 0
-        model = CFGenModel(marker_adata, **TINY)
-        model.train(
-            max_epochs={"autoencoder": 2, "flow": 4},
-            batch_size=32,
-            early_stopping=False,
-            enable_progress_bar=False,
-            plan_kwargs={"flow": {"ema_decay": decay}},
-        )
+        model = train_tiny_flow(marker_adata, 4, ema_decay=decay)
         weights[decay] = torch.cat([p.detach().ravel() for p in model.module.flow.parameters()])
     assert not torch.allclose(weights[None], weights[0.999])
     assert torch.isfinite(weights[0.999]).all()

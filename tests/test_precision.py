@@ -4,9 +4,8 @@ from unittest import mock
 
 import numpy as np
 import pytest
-import scvi
 import torch
-from helpers import TINY
+from helpers import TINY, train_tiny_flow
 
 from scvi_cfgen import CFGenModel
 from scvi_cfgen.train import FlowTrainingPlan
@@ -47,15 +46,7 @@ def test_unknown_precision_is_refused_before_any_training(marker_adata):
 
 
 def _flow_after(precision: str, adata) -> tuple[np.ndarray, list[float]]:
-    scvi.settings.seed = 0
-    model = CFGenModel(adata, **TINY)
-    model.train(
-        max_epochs={"autoencoder": 2, "flow": 6},
-        batch_size=32,
-        early_stopping=False,
-        enable_progress_bar=False,
-        plan_kwargs={"flow": {"precision": precision}},
-    )
+    model = train_tiny_flow(adata, 6, precision=precision)
     weights = torch.cat([p.detach().ravel() for p in model.module.flow.parameters()])
     losses = model.history["validation_loss_flow"].to_numpy(dtype=float).ravel()
     return weights.numpy(), losses.tolist()
