@@ -5,9 +5,9 @@ Two data sets with a cell type and a batch, each drawn anew per seed:
 - ``synthetic``: 3,000 cells of the two-attribute set of ``guidance_synthetic.py`` (3 types with
   10 marker genes raised 20x, batch ``b1`` raising 10 other genes 8x); held out: type1 x b1.
 - ``pbmc3k``: PBMC3k on its 2,000 most variable genes with a simulated batch effect
-  (:func:`batch_effect_pbmc`: cells split at random into batches ``a`` and ``b``; 10 % of the
-  genes get a log-fold change ~ N(0, 0.5^2) in ``b``, made by binomial thinning, so counts stay
-  negative-binomial integers); held out: CD4 T x b.
+  (``unseen_combination.batch_effect_pbmc``: cells split at random into batches ``a`` and
+  ``b``; 10 % of the genes get a log-fold change ~ N(0, 0.5^2) in ``b``, made by binomial
+  thinning, so counts stay negative-binomial integers); held out: CD4 T x b.
 
 Per data set and seed every cell of the held-out combination is removed from training, and so is
 a random 40 % of the cells of the same type in the other batch (the *seen* combination, scored as
@@ -42,161 +42,23 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import anndata as ad
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 import torch
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import roc_auc_score
-from sklearn.model_selection import cross_val_predict
 
 sys.path.insert(0, str(Path(__file__).parent))
 from generalisation import fit_cfgen
-from guidance_synthetic import BATCH_GENES
-from guidance_synthetic import simulate as simulate_two_attributes
 from quality import GENERATORS, LABEL, NegativeBinomialSimulator, as_counts, log_normal_library
+from unseen_combination import BATCH, CASES, Case, detectability, effect_slope, hold_out
 
-import scvi_cfgen
 from scvi_cfgen import metrics
-from scvi_cfgen.metrics import PCAProjection, log_normalize
 
-BATCH = "batch"
-SEEN_FRACTION = 0.4
 #: (cell-type weight, batch weight) of the CFGen cells.
 WEIGHTS = ((1.0, 0.0), (1.0, 1.0), (1.0, 2.0), (1.0, 3.0), (2.0, 2.0))
 SCORED = ("c2st_auc", "wasserstein2", "zeros_w1", "log_mean_error", "log_variance_error")
-
-
-@dataclass(frozen=True)
-class Case:
-    """A two-attribute data set and the combination held out of training."""
-
-    name: str
-    cell_type: str
-    held_batch: str
-    seen_batch: str
-
-    def load(self, seed: int) -> ad.AnnData:
-        if self.name == "synthetic":
-            return synthetic_with_effect(seed)
-        return batch_effect_pbmc(seed)
-
-
-CASES = {
-    "synthetic": Case("synthetic", "type1", "b1", "b0"),
-    "pbmc3k": Case("pbmc3k", "CD4 T", "b", "a"),
-}
-
-
-def synthetic_with_effect(seed: int) -> ad.AnnData:
-    """The synthetic two-attribute set, with its batch genes and fold change in ``uns``."""
-    adata = simulate_two_attributes(n_cells=3000, seed=seed)
-    genes = np.arange(adata.n_vars)[BATCH_GENES]
-    adata.uns["batch_effect"] = {"genes": genes, "lfc": np.full(len(genes), np.log(8.0))}
-    return adata
-
-
-def batch_effect_pbmc(
-    seed: int, n_genes: int = 2000, fraction: float = 0.1, lfc_sd: float = 0.5
-) -> ad.AnnData:
-    """PBMC3k on its most variable genes with a simulated donor/batch effect.
-
-    Cells are assigned to batch ``a`` or ``b`` at random (probability 1/2). A random
-    ``fraction`` of the genes gets a log-fold change ``lfc ~ N(0, lfc_sd^2)`` of ``b`` over
-    ``a``, made by binomial thinning, which keeps negative-binomial counts negative binomial
-    (same dispersion, mean times the keep probability): a gene with ``lfc < 0`` is thinned in
-    ``b`` with probability ``exp(lfc)``, a gene with ``lfc > 0`` is thinned in ``a`` with
-    probability ``exp(-lfc)``. The genes and fold changes are kept in ``uns["batch_effect"]``.
-    """
-    import scanpy as sc
-
-    adata = scvi_cfgen.datasets.pbmc3k()
-    variable = sc.pp.highly_variable_genes(
-        adata, n_top_genes=n_genes, flavor="seurat_v3", inplace=False
-    )["highly_variable"].to_numpy()
-    adata = adata[:, variable].copy()
-    rng = np.random.default_rng(seed)
-    in_b = rng.random(adata.n_obs) < 0.5
-    genes = np.sort(rng.choice(adata.n_vars, size=round(fraction * adata.n_vars), replace=False))
-    lfc = rng.normal(0.0, lfc_sd, size=len(genes))
-    keep = np.ones((2, adata.n_vars))
-    keep[1, genes] = np.exp(np.minimum(lfc, 0.0))
-    keep[0, genes] = np.exp(-np.maximum(lfc, 0.0))
-    counts = sp.csr_matrix(adata.X, dtype=np.int64)
-    rows = np.repeat(in_b.astype(int), np.diff(counts.indptr))
-    counts.data = rng.binomial(counts.data, keep[rows, counts.indices])
-    counts.eliminate_zeros()
-    adata.X = counts.astype(np.float32)
-    adata.obs[BATCH] = pd.Categorical(np.where(in_b, "b", "a"))
-    adata.uns["batch_effect"] = {"genes": genes, "lfc": lfc}
-    return adata[np.asarray(counts.sum(axis=1)).ravel() > 0].copy()
-
-
-@dataclass
-class Split:
-    """Training cells and, per held-out combination, the real and the floor halves."""
-
-    train: ad.AnnData
-    held: dict[str, tuple[ad.AnnData, ad.AnnData]]
-
-
-def hold_out(adata: ad.AnnData, case: Case, seed: int) -> Split:
-    """Remove (T, held batch) entirely and 40 % of (T, seen batch); halve both for the floor."""
-    rng = np.random.default_rng(seed)
-    is_type = (adata.obs[LABEL] == case.cell_type).to_numpy()
-    unseen = np.flatnonzero(is_type & (adata.obs[BATCH] == case.held_batch).to_numpy())
-    seen_pool = np.flatnonzero(is_type & (adata.obs[BATCH] == case.seen_batch).to_numpy())
-    seen = rng.choice(seen_pool, size=round(SEEN_FRACTION * len(seen_pool)), replace=False)
-    training = np.setdiff1d(np.arange(adata.n_obs), np.concatenate([unseen, seen]))
-    held = {}
-    for name, cells in (("unseen", unseen), ("seen", seen)):
-        order = rng.permutation(cells)
-        half = len(order) // 2
-        held[name] = (adata[np.sort(order[:half])].copy(), adata[np.sort(order[half:])].copy())
-    return Split(adata[training].copy(), held)
-
-
-def effect_slope(cells: ad.AnnData, baseline: ad.AnnData, effect: dict) -> float:
-    """Slope of the cells' log-fold change over ``baseline`` on the true one (affected genes)."""
-    genes, lfc = np.asarray(effect["genes"]), np.asarray(effect["lfc"], dtype=float)
-
-    def proportions(adata: ad.AnnData) -> np.ndarray:
-        counts = sp.csr_matrix(adata.X, dtype=np.float64)
-        totals = np.asarray(counts.sum(axis=1)).ravel()
-        scaled = sp.diags(1.0 / np.maximum(totals, 1.0)) @ counts
-        return np.asarray(scaled.mean(axis=0)).ravel()[genes]
-
-    base = proportions(baseline)
-    expressed = base > 2e-4
-    observed = np.log((proportions(cells) + 1e-6) / (base + 1e-6))[expressed]
-    true = lfc[expressed]
-    return float(observed @ true / (true @ true))
-
-
-def detectability(adata: ad.AnnData, split: Split, case: Case, seed: int) -> dict[str, float]:
-    """How well real cells of type T are told apart by batch (AUC; 0.5 = not at all)."""
-    is_type = (adata.obs[LABEL] == case.cell_type).to_numpy()
-    cells = adata[is_type]
-    in_held = (cells.obs[BATCH] == case.held_batch).to_numpy()
-    embedding = PCAProjection(split.train, n_components=30, seed=seed).transform(cells)
-    features = log_normalize(cells.X)
-    scores = cross_val_predict(
-        LogisticRegression(max_iter=2000, C=0.1),
-        features,
-        in_held,
-        cv=5,
-        method="predict_proba",
-    )[:, 1]
-    return {
-        "n_seen_batch": int((~in_held).sum()),
-        "n_held_batch": int(in_held.sum()),
-        "c2st_auc_pcs": metrics.c2st_auc(embedding[~in_held], embedding[in_held], seed=seed),
-        "logistic_auc_genes": float(roc_auc_score(in_held, scores)),
-    }
 
 
 class SCVIBothCovariates:
@@ -265,111 +127,85 @@ class SCVIBothCovariates:
 def score(
     real: ad.AnnData, floor: ad.AnnData, cells: ad.AnnData, reference: ad.AnnData, seed: int
 ) -> tuple[dict, dict]:
-    """Overall scores of ``cells`` and of the floor against ``real`` (one label)."""
+    """Scores of ``cells`` and of the floor sample against ``real`` (all one group)."""
     cells = ad.AnnData(cells.X, var=real.var[[]].copy())
-    table = metrics.evaluate(real, cells, reference=reference, floor=floor, seed=seed).set_index(
-        "set"
-    )
-    return table.loc["generated", list(SCORED)].to_dict(), table.loc[
-        "floor", list(SCORED)
-    ].to_dict()
+    table = metrics.evaluate(real, cells, reference=reference, floor=floor, seed=seed)
+    table = table.set_index("set")[list(SCORED)]
+    return table.loc["generated"].to_dict(), table.loc["floor"].to_dict()
 
 
 def run_seed(case: Case, seed: int, max_epochs: int | None) -> tuple[pd.DataFrame, dict]:
+    """Train the generators once, score both combinations; returns rows and detectability."""
     adata = case.load(seed)
     effect = adata.uns["batch_effect"]
     split = hold_out(adata, case, seed)
     train = split.train
-    baseline = train[
-        ((train.obs[LABEL] == case.cell_type) & (train.obs[BATCH] == case.seen_batch)).to_numpy()
-    ]
+    in_baseline = (train.obs[LABEL] == case.cell_type) & (train.obs[BATCH] == case.seen_batch)
+    baseline = train[in_baseline.to_numpy()]
     found = detectability(adata, split, case, seed)
-    print(
-        f"== {case.name} seed {seed}: {train.n_obs} training cells, batches told apart "
-        f"within {case.cell_type}: {found}",
-        flush=True,
-    )
+    print(f"== {case.name} seed {seed}: {train.n_obs} training cells; {found}", flush=True)
 
     start = time.perf_counter()
     cfgen = GENERATORS["cfgen"]()
-    fit_cfgen(
-        cfgen,
-        train,
-        seed,
-        [LABEL, BATCH],
-        train_kwargs={"max_epochs": max_epochs} if max_epochs else None,
-    )
-    cfgen_seconds = time.perf_counter() - start
+    cfgen_train = {"max_epochs": max_epochs} if max_epochs else None
+    fit_cfgen(cfgen, train, seed, [LABEL, BATCH], train_kwargs=cfgen_train)
+    seconds = {"CFGen": time.perf_counter() - start}
     start = time.perf_counter()
     scvi_model = SCVIBothCovariates()
     scvi_model.fit(train, seed, max_epochs)
-    scvi_seconds = time.perf_counter() - start
+    seconds["scVI transfer"] = seconds["scVI prior"] = time.perf_counter() - start
     simulator = NegativeBinomialSimulator()
     simulator.fit(train, seed)
+    epochs = {"CFGen": cfgen.epochs, "scVI transfer": scvi_model.epochs}
+    epochs["scVI prior"] = scvi_model.epochs
 
     rows = []
     for combination, batch in (("unseen", case.held_batch), ("seen", case.seen_batch)):
         real, floor = split.held[combination]
         n = real.n_obs
-        generated = []
-        for type_weight, batch_weight in WEIGHTS:
-            cells = cfgen.model.generate(
-                n_cells=n,
-                conditions={LABEL: case.cell_type, BATCH: batch},
-                guidance_weights={LABEL: type_weight, BATCH: batch_weight},
-                seed=seed,
-                progress_bar=False,
+        generated = [
+            (
+                ("CFGen", type_weight, batch_weight),
+                cfgen.model.generate(
+                    n_cells=n,
+                    conditions={LABEL: case.cell_type, BATCH: batch},
+                    guidance_weights={LABEL: type_weight, BATCH: batch_weight},
+                    seed=seed,
+                    progress_bar=False,
+                ),
             )
-            generated.append(("CFGen", type_weight, batch_weight, cfgen_seconds, cells))
-        labels = np.full(n, case.cell_type)
+            for type_weight, batch_weight in WEIGHTS
+        ]
         generated += [
             (
-                "scVI transfer",
-                np.nan,
-                np.nan,
-                scvi_seconds,
+                ("scVI transfer", np.nan, np.nan),
                 scvi_model.transfer(case.cell_type, case.seen_batch, batch, n, seed),
             ),
+            (("scVI prior", np.nan, np.nan), scvi_model.prior(case.cell_type, batch, n, seed)),
             (
-                "scVI prior",
-                np.nan,
-                np.nan,
-                scvi_seconds,
-                scvi_model.prior(case.cell_type, batch, n, seed),
+                ("NB simulator (type only)", np.nan, np.nan),
+                simulator.generate(np.full(n, case.cell_type), seed),
             ),
-            ("NB simulator (type only)", np.nan, np.nan, 0.0, simulator.generate(labels, seed)),
         ]
-        for generator, type_weight, batch_weight, seconds, cells in generated:
+        common = {"case": case.name, "seed": seed, "combination": combination, "n_real": n}
+        for (generator, type_weight, batch_weight), cells in generated:
             scores, floor_scores = score(real, floor, cells, train, seed)
             rows.append(
                 {
+                    **common,
                     "generator": generator,
                     "type_weight": type_weight,
                     "batch_weight": batch_weight,
-                    "train_seconds": round(seconds, 1),
+                    "train_seconds": round(seconds.get(generator, 0.0), 1),
+                    "epochs": epochs.get(generator, ""),
                     "effect_slope": effect_slope(cells, baseline, effect),
                     **scores,
                 }
             )
-        rows.append(
-            {
-                "generator": "floor",
-                "effect_slope": effect_slope(real, baseline, effect),
-                **floor_scores,
-            }
-        )
-        for row in rows:
-            row.setdefault("combination", combination)
-            row.setdefault("n_real", n)
-    frame = pd.DataFrame(rows).assign(case=case.name, seed=seed)
-    frame["epochs"] = frame["generator"].map(
-        {
-            "CFGen": cfgen.epochs,
-            "scVI transfer": scvi_model.epochs,
-            "scVI prior": scvi_model.epochs,
-        }
-    )
-    return frame, {"case": case.name, "seed": seed, **found}
+        # the floor sample is the same for every generator (same seed and size)
+        floor_slope = effect_slope(real, baseline, effect)
+        rows.append({**common, "generator": "floor", "effect_slope": floor_slope, **floor_scores})
+    return pd.DataFrame(rows), {"case": case.name, "seed": seed, **found}
 
 
 def finished(path: Path) -> set[tuple[str, int]]:
