@@ -57,7 +57,9 @@ from unseen_combination import BATCH, CASES, Case, detectability, effect_slope, 
 from scvi_cfgen import metrics
 
 #: (cell-type weight, batch weight) of the CFGen cells.
-WEIGHTS = ((1.0, 0.0), (1.0, 1.0), (1.0, 2.0), (1.0, 3.0), (2.0, 2.0))
+WEIGHTS = ((1.0, 0.0), (1.0, 1.0), (1.0, 2.0), (1.0, 3.0), (2.0, 1.0), (2.0, 2.0), (3.0, 3.0))
+#: (cell-type weight, batch weight) of CFGen's transfer of (T, seen batch) cells.
+TRANSFER_WEIGHTS = ((1.0, 1.0), (1.0, 2.0))
 SCORED = ("c2st_auc", "wasserstein2", "zeros_w1", "log_mean_error", "log_variance_error")
 
 
@@ -94,12 +96,8 @@ class SCVIBothCovariates:
         )["px"]
         return distribution.sample().numpy()
 
-    def transfer(self, cell_type: str, source: str, target: str, n: int, seed: int):
-        """Encode ``n`` training cells of (type, source), decode them with batch ``target``."""
-        rng = np.random.default_rng(seed)
-        obs = self.train_data.obs
-        pool = np.flatnonzero(((obs[LABEL] == cell_type) & (obs[BATCH] == source)).to_numpy())
-        chosen = np.sort(rng.choice(pool, size=n, replace=n > len(pool)))
+    def transfer(self, cell_type: str, target: str, chosen: np.ndarray, seed: int):
+        """Encode the training cells ``chosen`` (of ``cell_type``), decode them with ``target``."""
         torch.manual_seed(seed)
         z = self.model.get_latent_representation(indices=chosen, give_mean=False)
         totals = np.asarray(self.train_data.X[chosen].sum(axis=1)).ravel()
@@ -109,7 +107,7 @@ class SCVIBothCovariates:
             cell_type,
             target,
         )
-        return as_counts(counts, self.train_data, np.full(n, cell_type))
+        return as_counts(counts, self.train_data, np.full(len(chosen), cell_type))
 
     def prior(self, cell_type: str, batch: str, n: int, seed: int):
         """Decode z ~ N(0, I) with (type, batch) and a library from the type's log-normal law."""
@@ -122,6 +120,14 @@ class SCVIBothCovariates:
         torch.manual_seed(seed)
         counts = self._decode(z, log_library, cell_type, batch)
         return as_counts(counts, self.train_data, np.full(n, cell_type))
+
+
+def source_cells(train: ad.AnnData, case: Case, n: int, seed: int) -> np.ndarray:
+    """``n`` training cells of (T, seen batch) to transfer (drawn again when there are fewer)."""
+    obs = train.obs
+    in_pool = (obs[LABEL] == case.cell_type) & (obs[BATCH] == case.seen_batch)
+    pool = np.flatnonzero(in_pool.to_numpy())
+    return np.sort(np.random.default_rng(seed).choice(pool, size=n, replace=n > len(pool)))
 
 
 def score(
@@ -156,8 +162,9 @@ def run_seed(case: Case, seed: int, max_epochs: int | None) -> tuple[pd.DataFram
     seconds["scVI transfer"] = seconds["scVI prior"] = time.perf_counter() - start
     simulator = NegativeBinomialSimulator()
     simulator.fit(train, seed)
-    epochs = {"CFGen": cfgen.epochs, "scVI transfer": scvi_model.epochs}
-    epochs["scVI prior"] = scvi_model.epochs
+    seconds["CFGen transfer"] = seconds["CFGen"]
+    epochs = {"CFGen": cfgen.epochs, "CFGen transfer": cfgen.epochs}
+    epochs["scVI transfer"] = epochs["scVI prior"] = scvi_model.epochs
 
     rows = []
     for combination, batch in (("unseen", case.held_batch), ("seen", case.seen_batch)):
@@ -176,10 +183,25 @@ def run_seed(case: Case, seed: int, max_epochs: int | None) -> tuple[pd.DataFram
             )
             for type_weight, batch_weight in WEIGHTS
         ]
+        chosen = source_cells(train, case, n, seed)
+        generated += [
+            (
+                ("CFGen transfer", type_weight, batch_weight),
+                cfgen.model.transfer(
+                    cfgen.train_data,
+                    to={BATCH: batch},
+                    indices=chosen,
+                    guidance_weights={LABEL: type_weight, BATCH: batch_weight},
+                    seed=seed,
+                    progress_bar=False,
+                ),
+            )
+            for type_weight, batch_weight in TRANSFER_WEIGHTS
+        ]
         generated += [
             (
                 ("scVI transfer", np.nan, np.nan),
-                scvi_model.transfer(case.cell_type, case.seen_batch, batch, n, seed),
+                scvi_model.transfer(case.cell_type, batch, chosen, seed),
             ),
             (("scVI prior", np.nan, np.nan), scvi_model.prior(case.cell_type, batch, n, seed)),
             (
@@ -222,9 +244,9 @@ def append(frame: pd.DataFrame, path: Path) -> None:
 
 
 def row_name(generator: str, type_weight: float, batch_weight: float) -> str:
-    if generator != "CFGen":
+    if not generator.startswith("CFGen"):
         return generator
-    return f"CFGen w_type={type_weight:g} w_batch={batch_weight:g}"
+    return f"{generator} w_type={type_weight:g} w_batch={batch_weight:g}"
 
 
 def combination_table(runs: pd.DataFrame) -> pd.DataFrame:
@@ -252,32 +274,30 @@ def combination_table(runs: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def verdict(runs: pd.DataFrame) -> str:
-    """Weights at which CFGen's mean c2st and W2 are both below the type-only simulator's."""
+def verdict(runs: pd.DataFrame, generator: str) -> str:
+    """Weights at which ``generator``'s mean c2st and W2 are both below the simulator's."""
     unseen = runs[runs["combination"] == "unseen"]
     nb = unseen[unseen["generator"] == "NB simulator (type only)"]
     nb_c2st, nb_w2 = nb["c2st_auc"].mean(), nb["wasserstein2"].mean()
-    cfgen = unseen[unseen["generator"] == "CFGen"]
+    nb_seed = nb.set_index("seed")
     wins = []
-    for (type_weight, batch_weight), group in cfgen.groupby(["type_weight", "batch_weight"]):
+    rows = unseen[unseen["generator"] == generator]
+    for (type_weight, batch_weight), group in rows.groupby(["type_weight", "batch_weight"]):
         c2st, w2 = group["c2st_auc"].mean(), group["wasserstein2"].mean()
         per_seed = group.set_index("seed")
-        nb_seed = nb.set_index("seed").loc[per_seed.index]
         both = (
-            (per_seed["c2st_auc"] < nb_seed["c2st_auc"])
-            & (per_seed["wasserstein2"] < nb_seed["wasserstein2"])
+            (per_seed["c2st_auc"] < nb_seed.loc[per_seed.index, "c2st_auc"])
+            & (per_seed["wasserstein2"] < nb_seed.loc[per_seed.index, "wasserstein2"])
         ).sum()
         if c2st < nb_c2st and w2 < nb_w2:
             wins.append(
-                f"w_type={type_weight:g} w_batch={batch_weight:g} (c2st {c2st:.3f} vs "
-                f"{nb_c2st:.3f}, W2 {w2:.2f} vs {nb_w2:.2f}; both in {both}/{len(group)} seeds)"
+                f"w_type={type_weight:g} w_batch={batch_weight:g} (c2st {c2st:.3f}, W2 "
+                f"{w2:.2f}; both below in {both}/{len(group)} seeds)"
             )
+    against = f"the type-only NB simulator (c2st {nb_c2st:.3f}, W2 {nb_w2:.2f})"
     if not wins:
-        return (
-            "CFGen does not beat the type-only NB simulator on both c2st and W2 at any weight "
-            f"(simulator: c2st {nb_c2st:.3f}, W2 {nb_w2:.2f})."
-        )
-    return "CFGen beats the type-only NB simulator on both c2st and W2 at " + "; ".join(wins)
+        return f"{generator} does not beat {against} on both c2st and W2 at any weight."
+    return f"{generator} beats {against} on both c2st and W2 at " + "; ".join(wins) + "."
 
 
 def summarise(out: Path) -> str:
@@ -304,7 +324,10 @@ def summarise(out: Path) -> str:
                 f"**{combination}: {case.cell_type} x {batch}** ({n:.0f} real cells scored, "
                 "as many generated and floor cells)\n\n" + combination_table(subset).to_markdown()
             )
-        parts.append(f"Verdict: {verdict(in_case)}")
+        parts.append(
+            "Verdict (mean over seeds, unseen combination):\n\n"
+            + "\n".join(f"- {verdict(in_case, g)}" for g in ("CFGen", "CFGen transfer"))
+        )
     text = "\n\n".join(parts) + "\n"
     (out / "summary.md").write_text(text)
     return text
