@@ -21,13 +21,8 @@ from scvi_cfgen.train._callbacks import stage_summary
 from scvi_cfgen.train._quiet import quiet_lightning
 
 from ._checkpoints import TrainingCheckpoints
-from ._clusters import (
-    cluster_snapshot,
-    clusters_cover_registered_cells,
-    derive_clusters,
-    drop_clusters,
-    restore_clusters,
-)
+from ._clusters import cluster_snapshot, drop_clusters, restore_clusters
+from ._flow_conditioning import drop_clusters_of_other_cells, prepare_flow_conditioning
 from ._latent_table import latent_splitter
 from ._model_state import trained_stages
 from ._schedule import (
@@ -196,7 +191,7 @@ class TrainingMixin:
                 self.history_,
                 cluster_snapshot(self),
             )
-        self._drop_clusters_of_other_cells()
+        drop_clusters_of_other_cells(self)
         fit_data_statistics(self, np.asarray(splitter.train_idx))
         try:
             for stage in TRAINING_STAGES:
@@ -266,7 +261,7 @@ class TrainingMixin:
             datamodule,
             trainer_kwargs,
         )
-        self._drop_clusters_of_other_cells()
+        drop_clusters_of_other_cells(self)
         fit_data_statistics(self, np.asarray(splitter.train_idx))
         self._run_stage(
             "autoencoder",
@@ -340,32 +335,10 @@ class TrainingMixin:
         )
 
     # ------------------------------------------------------------------ helpers
-    def _drop_clusters_of_other_cells(self) -> None:
-        """Before the autoencoder: forget clusters that do not cover the registered cells."""
-        if self.cluster_categories_ is not None and not clusters_cover_registered_cells(self):
-            drop_clusters(self)
-
-    def _prepare_flow_conditioning(self, train_indices: np.ndarray) -> None:
-        """Before the flow: derive clusters if the model asks for them and has none current.
-
-        Clusters are current when they were derived after the autoencoder was last trained
-        and cover the registered cells; :meth:`train_flow` then keeps them (and the flow).
-        """
-        if self.cluster_resolution is None:
-            return
-        if not self._flow_on_latent_table:
-            raise ValueError(
-                "A flow conditioned on clusters trains on the latent table (which holds each "
-                "cell's cluster); set `_flow_on_latent_table = True`."
-            )
-        if not clusters_cover_registered_cells(self):
-            derive_clusters(self)
-            fit_data_statistics(self, train_indices)
-
     def _adopt_finished_stage(self, stage: str, state: dict, splitter) -> None:
         """Take a stage's weights from a resumed run in which it had finished."""
         if stage == "flow":  # clusters of the same latents and seed: the saved shapes
-            self._prepare_flow_conditioning(np.asarray(splitter.train_idx))
+            prepare_flow_conditioning(self, np.asarray(splitter.train_idx))
         self.module.load_state_dict(state)
         if stage == "autoencoder":
             fit_latent_statistics(self, np.asarray(splitter.train_idx))
@@ -399,7 +372,7 @@ class TrainingMixin:
         that Lightning replaced put back.
         """
         if stage == "flow":
-            self._prepare_flow_conditioning(np.asarray(splitter.train_idx))
+            prepare_flow_conditioning(self, np.asarray(splitter.train_idx))
         n_steps = steps_per_epoch(
             len(splitter.train_idx), splitter.data_loader_kwargs["batch_size"]
         )
