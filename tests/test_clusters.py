@@ -22,7 +22,7 @@ def clustered():
     adata = make_marker_counts(n_cells=300)
     CFGenModel.setup_anndata(adata)
     model = CFGenModel(adata, **TINY, cluster_resolution=0.5)
-    model.train(max_epochs={"autoencoder": 40, "flow": 100}, **QUICK)
+    model.train(max_epochs={"autoencoder": 25, "flow": 60}, **{**QUICK, "batch_size": 64})
     return model, adata
 
 
