@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import scvi
-from helpers import TINY, make_marker_counts
+from helpers import MULTIOME, TINY, TINY_MULTIOME, make_marker_counts, small_multiome
 from sklearn.metrics import adjusted_rand_score
 
 import scvi_cfgen
@@ -195,3 +195,16 @@ def test_unlabelled_model_without_clusters_still_trains(marker_adata):
     model.train(max_epochs=1, **QUICK)
     assert model.attribute_categories == {}
     assert model.generate(n_cells=3, progress_bar=False).obs.columns.tolist() == ["size_factor"]
+
+
+def test_mudata_models_cluster_their_shared_latent():
+    scvi.settings.seed = 0
+    mdata = small_multiome(n_cells=300)
+    CFGenModel.setup_mudata(mdata, modalities=MULTIOME)
+    model = CFGenModel(mdata, **TINY_MULTIOME, cluster_resolution=0.5)
+    model.train(max_epochs={"autoencoder": 10, "flow": 2}, **{**QUICK, "batch_size": 64})
+    clusters = model.get_clusters()
+    assert adjusted_rand_score(mdata.obs["cell_type"], clusters.loc[mdata.obs_names]) > 0.9
+    cells = model.generate(n_cells=6, conditions={"cluster": "0"}, seed=0, progress_bar=False)
+    assert (cells.obs["cluster"] == "0").all()
+    assert (cells["atac"].obs["cluster"] == "0").all()
