@@ -2,6 +2,7 @@ import json
 
 import anndata as ad
 import numpy as np
+import pytest
 from helpers import make_marker_counts
 
 from scvi_cfgen._cli import main
@@ -136,3 +137,21 @@ def test_cli_refuses_an_unknown_flow_precision_before_training(tmp_path, capsys)
     assert main(args) == 2
     assert "bf16-mixed" in capsys.readouterr().err
     assert not (tmp_path / "m").exists()
+
+
+def test_cli_trains_on_clusters_without_labels(tmp_path):
+    pytest.importorskip("igraph")
+    data = tmp_path / "cells.h5ad"
+    make_marker_counts(n_cells=120).write_h5ad(data)
+    model_dir = tmp_path / "model"
+    train = ["train", str(data), "--model-dir", str(model_dir), "--n-latent", "4"]
+    budgets = ["--max-epochs-autoencoder", "2", "--max-epochs-flow", "2", "--batch-size", "32"]
+    assert main([*train, *budgets, "--cluster-resolution", "1.0"]) == 0
+    out = tmp_path / "generated.h5ad"
+    generate = ["generate", str(model_dir), "--output", str(out), "--n-cells", "12"]
+    assert (
+        main([*generate, "--condition", "cluster=0", "--solver", "euler", "--n-steps", "3"]) == 0
+    )
+    generated = ad.read_h5ad(out)
+    assert (generated.obs["cluster"] == "0").all()
+    assert main([*train, *budgets, "--cluster-resolution", "0", "--overwrite"]) == 2

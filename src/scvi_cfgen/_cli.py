@@ -165,7 +165,7 @@ def _train(args: argparse.Namespace) -> None:
         scvi.settings.seed = args.seed
     adata = ad.read_h5ad(args.input)
     CFGenModel.setup_anndata(adata, layer=args.layer, categorical_covariate_keys=args.attributes)
-    model = CFGenModel(adata, n_latent=args.n_latent)
+    model = CFGenModel(adata, n_latent=args.n_latent, cluster_resolution=args.cluster_resolution)
     model.train(
         max_epochs={"autoencoder": args.max_epochs_autoencoder, "flow": args.max_epochs_flow},
         accelerator=args.accelerator,
@@ -233,6 +233,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--layer", default=None, help="layer with raw counts (default: X)")
     train.add_argument("--attributes", nargs="*", default=None, help="obs columns to condition on")
     train.add_argument("--n-latent", type=int, default=50)
+    train.add_argument(
+        "--cluster-resolution",
+        type=float,
+        default=None,
+        help="also condition on Leiden clusters of the latent space at this resolution "
+        "(attribute 'cluster'; for data without labels)",
+    )
     train.add_argument("--max-epochs-autoencoder", type=int, default=None)
     train.add_argument("--max-epochs-flow", type=int, default=None)
     train.add_argument("--batch-size", type=int, default=256)

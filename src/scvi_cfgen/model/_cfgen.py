@@ -19,6 +19,7 @@ from scvi_cfgen.module import CFGenModule
 
 from ._augmentation import AugmentationMixin
 from ._backed_rows import RequestedOrderLoader, needs_requested_order
+from ._clusters import CLUSTER_KEY, ClustersMixin, check_cluster_settings
 from ._feature_alignment import AlignedLoader, feature_orders
 from ._generation import GenerationMixin
 from ._model_state import trained_stages
@@ -41,6 +42,7 @@ class CFGenModel(
     RealismFilterMixin,
     TransferMixin,
     AugmentationMixin,
+    ClustersMixin,
     BaseModelClass,
 ):
     """CFGen: conditional generation of single-cell counts (Palma et al., ICLR 2025).
@@ -100,6 +102,17 @@ class CFGenModel(
         carry the cell's own sampling noise into the generated counts (default 0.5; see the
         model and benchmark pages). ``None``: the encoder sees all counts and the decoder
         reconstructs them (the paper's autoencoder).
+    cluster_resolution
+        Condition the flow on clusters instead of (or besides) registered labels: between the
+        two training stages, every registered cell's latent is clustered by Leiden (scanpy's
+        15-neighbour graph, igraph's Leiden at this resolution, seeded by
+        ``scvi.settings.seed``) and the clusters become the attribute ``"cluster"`` (names
+        ``"0"``, ``"1"``, ... by decreasing size), added after the registered ones. All
+        registered cells are clustered, validation cells included: the clusters are inputs of
+        the flow, not targets, and one graph gives every cell its code (the flow's validation
+        loss needs them); attribute frequencies still come from the training cells. Read them
+        with :meth:`get_clusters`. A single cluster gives a warning (the flow is then
+        unconditional). Needs the ``igraph`` package. ``None`` (default): no clusters.
 
     Examples
     --------
@@ -119,6 +132,14 @@ class CFGenModel(
     >>> model = scvi_cfgen.CFGenModel(mdata)
     >>> model.train()
     >>> generated = model.generate(n_cells=1000, conditions={"cell_type": "B"}, seed=0)
+
+    No labels: condition on Leiden clusters of the latent space:
+
+    >>> scvi_cfgen.CFGenModel.setup_anndata(adata)
+    >>> model = scvi_cfgen.CFGenModel(adata, cluster_resolution=1.0)
+    >>> model.train()
+    >>> adata.obs["cfgen_cluster"] = model.get_clusters()
+    >>> cluster_3 = model.generate(n_cells=500, conditions={"cluster": "3"}, seed=0)
     """
 
     _module_cls = CFGenModule
@@ -143,10 +164,13 @@ class CFGenModel(
         n_hidden_atac: Sequence[int] = (1024, 512),
         modality_weights: Mapping[str, float] | None = None,
         count_split: float | None = 0.5,
+        cluster_resolution: float | None = None,
     ):
         super().__init__(adata, registry)
-        attributes = self.attribute_categories
+        attributes = self._registered_attributes()
         names = list(attributes)
+        check_cluster_settings(cluster_resolution, names, dispersion_covariate)
+        self.cluster_resolution = cluster_resolution
         n_genes = int(self.summary_stats.get("n_vars", 0)) if self.has_rna else 0
         n_peaks = int(self.summary_stats.get(f"n_{ATAC_X_KEY}", 0)) if self.has_atac else 0
         weights = dict(modality_weights or {})
@@ -180,9 +204,12 @@ class CFGenModel(
             raise ValueError("`dispersion_covariate` needs `dispersion='gene-covariate'`.")
         if size_factor_covariate == _AUTO:
             size_factor_covariate = names[0] if names else None
+            if size_factor_covariate is None and cluster_resolution is not None:
+                size_factor_covariate = CLUSTER_KEY
         size_index = (
             None
             if size_factor_covariate is None
+            or (size_factor_covariate == CLUSTER_KEY and cluster_resolution is not None)
             else self._attribute_index(size_factor_covariate, "size_factor_covariate")
         )
 
@@ -214,12 +241,16 @@ class CFGenModel(
                 self.peak_names_ = feature_names(self.registry_, ATAC_X_KEY)
             else:
                 self.var_names_ = [str(name) for name in adata.var_names]
+        clusters = (
+            "" if cluster_resolution is None else f" + Leiden clusters ({cluster_resolution})"
+        )
         features = [f"{n_genes} genes"] if self.has_rna else []
         if self.has_atac:
             features.append(f"{n_peaks} peaks (ATAC encoder {tuple(n_hidden_atac)})")
         self._model_summary_string = (
             f"CFGen model: {' + '.join(features)}, latent {n_latent}, encoder "
-            f"{tuple(n_hidden)}, attributes {names or 'none'}, size factor per "
+            f"{tuple(n_hidden)}, attributes {names or 'none'}"
+            f"{clusters}, size factor per "
             f"{size_factor_covariate or 'data set'}, dispersion {dispersion}, flow "
             f"{flow_n_blocks} x {flow_hidden_dim}."
         )
@@ -250,12 +281,23 @@ class CFGenModel(
     # ------------------------------------------------------------------ attributes
     @property
     def attribute_categories(self) -> dict[str, np.ndarray]:
+        """Attributes the flow is conditioned on and their categories.
+
+        The registered attributes in registry order, then ``"cluster"`` once clusters are
+        derived (``cluster_resolution``).
+        """
+        attributes = self._registered_attributes()
+        if self.cluster_categories_ is not None:
+            attributes[CLUSTER_KEY] = np.asarray(self.cluster_categories_)
+        return attributes
+
+    def _registered_attributes(self) -> dict[str, np.ndarray]:
         """Registered attributes and their training categories, in registry order."""
         state = self.registry_["field_registries"][CAT_COVS_KEY]["state_registry"]
         return {key: np.asarray(state["mappings"][key]) for key in state.get("field_keys", [])}
 
     def _attribute_index(self, name: str | None, argument: str) -> int:
-        names = list(self.attribute_categories)
+        names = list(self._registered_attributes())
         if name not in names:
             raise ValueError(
                 f"`{argument}`={name!r} is not a registered attribute; registered: {names}. "

@@ -20,6 +20,7 @@ from scvi_cfgen._constants import (
 )
 from scvi_cfgen._validation import row_sums
 
+from ._clusters import attribute_codes
 from ._model_state import encoded_batches
 
 #: Cells encoded per forward pass when the latent table is built.
@@ -28,6 +29,8 @@ ENCODING_BATCH_SIZE = 1024
 
 def latent_table(model) -> AnnDataManager:
     """Standardised latents, attribute codes and library sizes of every registered cell.
+
+    The attribute codes are the registered ones, then the clusters (``cluster_resolution``).
 
     The encoder is frozen during the flow stage, so each cell's latent is fixed: encoding the
     cells once replaces an encoder pass per cell per flow epoch. The table holds ``n_cells x
@@ -56,12 +59,11 @@ def latent_table(model) -> AnnDataManager:
         index=manager.adata.obs_names,
     )
     code_columns = []
-    if model.attribute_categories:
-        codes = np.asarray(manager.get_from_registry(CAT_COVS_KEY)).reshape(n_cells, -1)
-        for index in range(codes.shape[1]):
-            column = f"code_{index}"
-            obs[column] = codes[:, index].astype(np.float32)
-            code_columns.append(column)
+    codes = attribute_codes(model)
+    for index in range(codes.shape[1]):
+        column = f"code_{index}"
+        obs[column] = codes[:, index].astype(np.float32)
+        code_columns.append(column)
     table = ad.AnnData(X=latents, obs=obs)
     fields = [
         LayerField(LATENT_KEY, None, is_count_data=False),

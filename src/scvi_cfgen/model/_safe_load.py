@@ -29,6 +29,8 @@ _ALLOWED_GLOBALS = {
     ("numpy.core.multiarray", "scalar"),
     ("numpy._core.multiarray", "scalar"),
     ("pandas", "DataFrame"),
+    ("pandas.core.frame", "DataFrame"),  # pandas < 3 pickles classes under their modules
+    ("pandas.core.indexes.base", "Index"),
     ("pandas", "Index"),
     ("pandas", "RangeIndex"),
     ("pandas", "StringDtype"),

@@ -21,6 +21,8 @@ from scvi_cfgen.train._callbacks import stage_summary
 from scvi_cfgen.train._quiet import quiet_lightning
 
 from ._checkpoints import TrainingCheckpoints
+from ._clusters import cluster_snapshot, drop_clusters, restore_clusters
+from ._flow_conditioning import drop_clusters_of_other_cells, prepare_flow_conditioning
 from ._latent_table import latent_splitter
 from ._model_state import trained_stages
 from ._schedule import (
@@ -184,7 +186,12 @@ class TrainingMixin:
             checkpoints.write_split(splitter, self.adata.n_obs, self.gene_names)
         previous = None
         if "flow" in trained_stages(self):  # a working model: keep it if re-training fails
-            previous = (copy.deepcopy(self.module.state_dict()), self.history_)
+            previous = (
+                copy.deepcopy(self.module.state_dict()),
+                self.history_,
+                cluster_snapshot(self),
+            )
+        drop_clusters_of_other_cells(self)
         fit_data_statistics(self, np.asarray(splitter.train_idx))
         try:
             for stage in TRAINING_STAGES:
@@ -208,6 +215,7 @@ class TrainingMixin:
                 )
         except BaseException:
             if previous is not None:
+                restore_clusters(self, previous[2])
                 self.module.load_state_dict(previous[0])
                 self.history_, self.trained_stages_, self.is_trained_ = (
                     previous[1],
@@ -253,6 +261,7 @@ class TrainingMixin:
             datamodule,
             trainer_kwargs,
         )
+        drop_clusters_of_other_cells(self)
         fit_data_statistics(self, np.asarray(splitter.train_idx))
         self._run_stage(
             "autoencoder",
@@ -328,9 +337,12 @@ class TrainingMixin:
     # ------------------------------------------------------------------ helpers
     def _adopt_finished_stage(self, stage: str, state: dict, splitter) -> None:
         """Take a stage's weights from a resumed run in which it had finished."""
+        if stage == "flow":  # clusters of the same latents and seed: the saved shapes
+            prepare_flow_conditioning(self, np.asarray(splitter.train_idx))
         self.module.load_state_dict(state)
         if stage == "autoencoder":
             fit_latent_statistics(self, np.asarray(splitter.train_idx))
+            drop_clusters(self)
         self.train_indices, self.validation_indices = splitter.train_idx, splitter.val_idx
         self.trained_stages_ = [*(s for s in trained_stages(self) if s != stage), stage]
         self.is_trained_ = "flow" in self.trained_stages_
@@ -359,6 +371,8 @@ class TrainingMixin:
         the stage otherwise. A ``KeyboardInterrupt`` comes out as one, with the SIGINT handler
         that Lightning replaced put back.
         """
+        if stage == "flow":
+            prepare_flow_conditioning(self, np.asarray(splitter.train_idx))
         n_steps = steps_per_epoch(
             len(splitter.train_idx), splitter.data_loader_kwargs["batch_size"]
         )
@@ -447,6 +461,7 @@ class TrainingMixin:
             }
         if stage == "autoencoder":
             fit_latent_statistics(self, np.asarray(splitter.train_idx))
+            drop_clusters(self)  # derived from the previous autoencoder's latents
         previous = {
             key: frame
             for key, frame in (before["history"] or {}).items()

@@ -7,9 +7,10 @@ import warnings
 import numpy as np
 import torch
 
-from scvi_cfgen._constants import CAT_COVS_KEY, X_KEY
+from scvi_cfgen._constants import X_KEY
 from scvi_cfgen._validation import row_sums
 
+from ._clusters import attribute_codes
 from ._model_state import latent_moments
 
 #: Categories with fewer training cells than this are reported before training.
@@ -23,10 +24,7 @@ def fit_data_statistics(model, train_indices: np.ndarray) -> None:
         libraries = row_sums(manager.get_from_registry(X_KEY))[train_indices]
     else:  # no RNA library: a placeholder the ATAC-only model never uses
         libraries = np.ones(len(train_indices))
-    if model.attribute_categories:
-        all_codes = np.asarray(manager.get_from_registry(CAT_COVS_KEY))[train_indices]
-    else:
-        all_codes = np.zeros((len(train_indices), 0))
+    all_codes = attribute_codes(model)[train_indices]
     codes = torch.as_tensor(all_codes, dtype=torch.long).reshape(len(train_indices), -1)
     report_small_categories(model.attribute_categories, codes.numpy())
     size_index = model.module.size_factor_attribute_index

@@ -14,6 +14,7 @@ from scvi.utils import track
 from scvi_cfgen._constants import ATAC_X_KEY, CAT_COVS_KEY, X_KEY
 from scvi_cfgen.module._solvers import SolverBackend, SolverMethod, solver_options
 
+from ._clusters import cluster_codes_of
 from ._conditions import check_trained_categories, encode_categories, resolve_weights
 from ._model_state import require_stage
 from ._output import base_seed, chunk_size, draw_cells, stack_output
@@ -46,7 +47,9 @@ class TransferMixin:
         field under its own attributes to noise, then forwards (t = 0 -> 1) under the attributes
         in ``to`` (the others kept), decoded with the cell's own library size, and counts are
         drawn. With ``to`` equal to the cells' own attributes the latents come back unchanged up
-        to the solver tolerance.
+        to the solver tolerance. A model conditioned on clusters (``cluster_resolution``) takes
+        each cell's own cluster from :meth:`get_clusters` (by ``obs_names``), so it transfers
+        cells the clusters were derived from, e.g. ``to={"cluster": "2"}``.
 
         Parameters
         ----------
@@ -100,6 +103,10 @@ class TransferMixin:
         weights = resolve_weights(guidance_weights, np.ones(len(names), bool), attributes, False)
 
         adata = self._validate_anndata(adata)
+        selected = np.arange(adata.n_obs) if indices is None else np.asarray(indices)
+        clusters = None
+        if self.cluster_categories_ is not None:  # each cell's own cluster, by name
+            clusters = torch.as_tensor(cluster_codes_of(self, adata.obs_names[selected]))
         module = self.module.eval()
         device = self.device
         seed = base_seed(seed)
@@ -110,7 +117,11 @@ class TransferMixin:
         for tensors in track(loader, description="Transferring cells", disable=not progress_bar):
             x, x_atac = (tensors.get(key) for key in (X_KEY, ATAC_X_KEY))
             x, x_atac = (None if t is None else t.to(device) for t in (x, x_atac))
-            source = tensors[CAT_COVS_KEY].to(device).long()
+            n_chunk = (x if x is not None else x_atac).shape[0]
+            source = tensors.get(CAT_COVS_KEY, torch.zeros(n_chunk, 0)).to(device).long()
+            if clusters is not None:
+                own = clusters[start : start + n_chunk].to(device)[:, None]
+                source = torch.cat([source, own], dim=1)
             target = source.clone()
             for index, code in targets.items():
                 target[:, index] = code
@@ -139,7 +150,6 @@ class TransferMixin:
             latents.append(z.cpu().numpy())
             start += z.shape[0]
 
-        selected = np.arange(adata.n_obs) if indices is None else np.asarray(indices)
         obs = adata.obs.iloc[selected].copy()
         for index in targets:
             name = names[index]

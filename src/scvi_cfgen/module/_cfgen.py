@@ -111,17 +111,13 @@ class CFGenModule(BaseModuleClass):
     ):
         super().__init__()
         n_categories = [int(n) for n in n_categories_per_attribute]
-        for argument, index in (
-            ("dispersion_attribute_index", dispersion_attribute_index),
-            ("size_factor_attribute_index", size_factor_attribute_index),
+        if dispersion_attribute_index is not None and not 0 <= dispersion_attribute_index < len(
+            n_categories
         ):
-            if index is not None and not 0 <= index < len(n_categories):
-                raise ValueError(
-                    f"`{argument}`={index} is not the index of one of the "
-                    f"{len(n_categories)} attributes."
-                )
-        self.n_categories_per_attribute = n_categories
-        self.size_factor_attribute_index = size_factor_attribute_index
+            raise ValueError(
+                f"`dispersion_attribute_index`={dispersion_attribute_index} is not the index of "
+                f"one of the {len(n_categories)} attributes."
+            )
         self.autoencoder = CountAutoencoder(
             n_input,
             n_latent,
@@ -138,24 +134,62 @@ class CFGenModule(BaseModuleClass):
             atac_weight=atac_weight,
             count_split=count_split,
         )
-        self.flow = LatentFlow(
-            n_latent,
-            n_categories,
-            hidden_dim=flow_hidden_dim,
-            n_blocks=flow_n_blocks,
-            condition_dim=flow_condition_dim,
-            condition_on_size_factor=condition_on_size_factor,
-            p_uncond=p_uncond,
-            conditioning_scheme=conditioning_scheme,
-            sigma_min=sigma_min,
-            coupling=coupling,
-        )
+        self._flow_settings = {
+            "hidden_dim": flow_hidden_dim,
+            "n_blocks": flow_n_blocks,
+            "condition_dim": flow_condition_dim,
+            "condition_on_size_factor": condition_on_size_factor,
+            "p_uncond": p_uncond,
+            "conditioning_scheme": conditioning_scheme,
+            "sigma_min": sigma_min,
+            "coupling": coupling,
+        }
+        self.build_conditioning(n_categories, size_factor_attribute_index)
+        self._stage: TrainingStage = "autoencoder"
+
+    def build_conditioning(
+        self,
+        n_categories_per_attribute: Sequence[int],
+        size_factor_attribute_index: int | None = None,
+    ) -> None:
+        """(Re)build the parts sized by the attributes: the flow, the statistics, the scorer.
+
+        Called at construction, and again when the attributes change after the autoencoder is
+        trained (clusters derived from its latents): the flow and the realism scorer start
+        untrained, the attribute frequencies and size-factor laws must be refitted, and the
+        latent standardisation is kept. The autoencoder is untouched.
+
+        Parameters
+        ----------
+        n_categories_per_attribute
+            Number of categories of each conditioning attribute.
+        size_factor_attribute_index
+            Index of the attribute whose categories get their own size-factor law; ``None``
+            for one global law.
+        """
+        n_categories = [int(n) for n in n_categories_per_attribute]
+        if size_factor_attribute_index is not None and not (
+            0 <= size_factor_attribute_index < len(n_categories)
+        ):
+            raise ValueError(
+                f"`size_factor_attribute_index`={size_factor_attribute_index} is not the index "
+                f"of one of the {len(n_categories)} attributes."
+            )
+        n_latent = self.autoencoder.n_latent
+        previous = getattr(self, "statistics", None)
+        self.n_categories_per_attribute = n_categories
+        self.size_factor_attribute_index = size_factor_attribute_index
+        self.flow = LatentFlow(n_latent, n_categories, **self._flow_settings)
         n_size = (
             1 if size_factor_attribute_index is None else n_categories[size_factor_attribute_index]
         )
         self.statistics = DataStatistics(len(n_categories), n_size, n_latent)
+        if previous is not None:
+            self.statistics.fit_latent(previous.latent_mean, previous.latent_std)
         self.realism = RealismScorer(n_latent, n_categories)
-        self._stage: TrainingStage = "autoencoder"
+        device = next(self.autoencoder.parameters()).device
+        for part in (self.flow, self.statistics, self.realism):
+            part.to(device).train(self.training)
 
     # ------------------------------------------------------------------ description
     @property
@@ -192,6 +226,20 @@ class CFGenModule(BaseModuleClass):
     def dispersion_attribute_index(self) -> int | None:
         """Attribute whose categories have their own dispersions (``None``: per gene)."""
         return self.autoencoder.dispersion_attribute_index
+
+    def on_load(self, model, **kwargs):
+        """scvi-tools' load hook: size the conditioning for the saved attributes.
+
+        Runs after the saved attributes are set on the model and before the state dict is
+        loaded, so a model conditioned on clusters (whose number is only known after training)
+        gets flow embeddings of the saved shapes.
+        """
+        n_categories, size_index = model._conditioning_sizes()
+        if (n_categories, size_index) != (
+            self.n_categories_per_attribute,
+            self.size_factor_attribute_index,
+        ):
+            self.build_conditioning(n_categories, size_index)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         scale_key = prefix + "autoencoder.encoder_input_scale"
