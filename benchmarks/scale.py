@@ -17,12 +17,15 @@ each peak RSS is that size's alone):
 
 The same is measured for scVI (``scvi.model.SCVI``, one epoch, same backed data) in its own
 subprocess, unless ``--skip-scvi``; with ``--in-memory``, CFGen is also run on the same cells
-loaded in memory (columns ``memory_*``), for the cost of reading from disk. Each subprocess also
-records its resident memory after the imports (``import_rss_mb``), the part that does not depend
-on the data. Results go to ``DIR/scale.csv`` and ``DIR/scale.md``.
+loaded in memory (columns ``memory_*``), for the cost of reading from disk. With ``--soma`` (needs
+the ``[soma]`` extra), the cells are also written, chunk by chunk, as a TileDB-SOMA experiment
+(``DIR/soma_<n>``) and CFGen trains from it through scvi-tools' ``TileDBDataModule``
+(``train_autoencoder``/``train_flow`` with ``datamodule=``; columns ``soma_*``). Each
+subprocess also records its resident memory after the imports (``import_rss_mb``), the part that
+does not depend on the data. Results go to ``DIR/scale.csv`` and ``DIR/scale.md``.
 
 Run: ``python benchmarks/scale.py [--cells 50000 200000 1000000] [--out DIR] [--skip-scvi]
-[--in-memory]``.
+[--in-memory] [--soma]``.
 Not part of the test suite.
 """
 
@@ -100,6 +103,65 @@ def counts_file(out: Path, n_cells: int) -> Path:
         write_counts(path, n_cells)
         print(f"wrote {path} in {time.perf_counter() - began:.0f} s", flush=True)
     return path
+
+
+def soma_experiment(path: Path) -> Path:
+    """The counts of ``path`` as a SOMA experiment (layer ``raw`` of measurement ``RNA``).
+
+    Written ``WRITE_CHUNK_ROWS`` rows at a time from the backed h5ad; reused when present.
+    """
+    import pyarrow as pa
+    import tiledbsoma as soma
+
+    uri = path.parent / f"soma_{path.stem.removeprefix('counts_')}"
+    if uri.exists():
+        return uri
+    began = time.perf_counter()
+    adata = ad.read_h5ad(path, backed="r")
+    n_cells, n_genes = adata.shape
+    partial = uri.with_name(uri.name + "_partial")
+    with soma.Experiment.create(str(partial)) as experiment:
+        obs = pa.table(
+            {
+                "soma_joinid": np.arange(n_cells, dtype=np.int64),
+                "obs_id": adata.obs_names.astype(str).to_numpy(),
+                "cell_type": adata.obs["cell_type"].astype(str).to_numpy(),
+            }
+        )
+        frame = experiment.add_new_dataframe(
+            "obs", schema=obs.schema, index_column_names=["soma_joinid"], domain=[[0, n_cells - 1]]
+        )
+        frame.write(obs)
+        measurement = experiment.add_new_collection("ms").add_new_collection(
+            "RNA", soma.Measurement
+        )
+        var = pa.table(
+            {
+                "soma_joinid": np.arange(n_genes, dtype=np.int64),
+                "var_id": adata.var_names.astype(str).to_numpy(),
+            }
+        )
+        frame = measurement.add_new_dataframe(
+            "var", schema=var.schema, index_column_names=["soma_joinid"], domain=[[0, n_genes - 1]]
+        )
+        frame.write(var)
+        raw = measurement.add_new_collection("X").add_new_sparse_ndarray(
+            "raw", type=pa.float32(), shape=(n_cells, n_genes)
+        )
+        for start in range(0, n_cells, WRITE_CHUNK_ROWS):
+            block = sp.coo_matrix(adata.X[start : start + WRITE_CHUNK_ROWS])
+            raw.write(
+                pa.table(
+                    {
+                        "soma_dim_0": (block.row + start).astype(np.int64),
+                        "soma_dim_1": block.col.astype(np.int64),
+                        "soma_data": block.data.astype(np.float32),
+                    }
+                )
+            )
+    partial.rename(uri)
+    print(f"wrote {uri} in {time.perf_counter() - began:.0f} s", flush=True)
+    return uri
 
 
 # ------------------------------------------------------------------ measurements (subprocess)
@@ -195,6 +257,44 @@ def measure_cfgen(path: Path, backed: bool = True) -> dict:
     return result
 
 
+def measure_cfgen_soma(path: Path) -> dict:
+    """CFGen trained through ``TileDBDataModule`` from the SOMA experiment at ``path``."""
+    import tiledbsoma as soma
+    from scvi.dataloaders import TileDBDataModule
+
+    import scvi_cfgen
+
+    result = {}
+    began = time.perf_counter()
+    experiment = soma.Experiment.open(str(path))
+    datamodule = TileDBDataModule(
+        experiment.axis_query("RNA"),
+        layer_name="raw",
+        batch_size=BATCH_SIZE,
+        shuffle=True,
+        seed=0,
+        train_size=0.9,
+        split_seed=0,
+        batch_column_names=["cell_type"],
+        dataloader_kwargs={"num_workers": 0},
+    )
+    registry = scvi_cfgen.CFGenModel.registry_from_datamodule(
+        datamodule, attributes=["cell_type"], gene_names="var_id"
+    )
+    model = scvi_cfgen.CFGenModel(adata=None, registry=registry)
+    result["setup_s"] = time.perf_counter() - began
+    for stage, train in (("autoencoder", model.train_autoencoder), ("flow", model.train_flow)):
+        timer = _epoch_timer()
+        kwargs = {**_stage_kwargs(timer), "datamodule": datamodule}
+        del kwargs["batch_size"]  # the data module's
+        began = time.perf_counter()
+        train(**kwargs)
+        result[f"{stage}_call_s"] = time.perf_counter() - began
+        result[f"{stage}_epoch_s"] = timer.seconds[0]
+    result["train_peak_rss_mb"] = peak_rss_mb()
+    return result
+
+
 def measure_scvi(path: Path) -> dict:
     import scvi
 
@@ -212,6 +312,7 @@ def measure_scvi(path: Path) -> dict:
 WORKERS = {
     "cfgen": ("", lambda path: measure_cfgen(path, backed=True)),
     "cfgen_memory": ("memory_", lambda path: measure_cfgen(path, backed=False)),
+    "cfgen_soma": ("soma_", measure_cfgen_soma),
     "scvi": ("scvi_", measure_scvi),
 }
 
@@ -255,6 +356,10 @@ def summarise(rows: pd.DataFrame) -> pd.DataFrame:
         table["memory_autoencoder_epoch_s"] = rows["memory_autoencoder_epoch_s"]
         table["memory_flow_epoch_s"] = rows["memory_flow_epoch_s"]
         table["memory_train_peak_rss_mb"] = rows["memory_train_peak_rss_mb"]
+    if "soma_train_peak_rss_mb" in rows:
+        for column in ("autoencoder_epoch_s", "flow_epoch_s", "autoencoder_call_s", "flow_call_s"):
+            table[f"soma_{column}"] = rows[f"soma_{column}"]
+        table["soma_train_peak_rss_mb"] = rows["soma_train_peak_rss_mb"]
     if "scvi_epoch_s" in rows:
         table["scvi_epoch_s"] = rows["scvi_epoch_s"]
         table["scvi_peak_rss_mb"] = rows["scvi_peak_rss_mb"]
@@ -275,6 +380,11 @@ def main() -> None:
     parser.add_argument(
         "--in-memory", action="store_true", help="also train CFGen on the cells in memory"
     )
+    parser.add_argument(
+        "--soma",
+        action="store_true",
+        help="also train CFGen from the cells written as a TileDB-SOMA experiment ([soma] extra)",
+    )
     parser.add_argument("--worker", choices=list(WORKERS), help=argparse.SUPPRESS)
     parser.add_argument("--h5ad", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
@@ -291,6 +401,8 @@ def main() -> None:
         row.update(run_worker("cfgen", path, args.out))
         if args.in_memory:
             row.update(run_worker("cfgen_memory", path, args.out))
+        if args.soma:
+            row.update(run_worker("cfgen_soma", soma_experiment(path), args.out))
         if not args.skip_scvi:
             row.update(run_worker("scvi", path, args.out))
         rows.append(row)

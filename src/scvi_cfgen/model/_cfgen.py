@@ -20,6 +20,7 @@ from scvi_cfgen.module import CFGenModule
 from ._augmentation import AugmentationMixin
 from ._backed_rows import RequestedOrderLoader, needs_requested_order
 from ._clusters import CLUSTER_KEY, ClustersMixin, check_cluster_settings
+from ._datamodule import model_registry
 from ._feature_alignment import AlignedLoader, feature_orders
 from ._generation import GenerationMixin
 from ._model_state import trained_stages
@@ -62,7 +63,10 @@ class CFGenModel(
         AnnData registered with :meth:`setup_anndata`, or MuData registered with
         :meth:`setup_mudata`. ``None`` with ``registry`` (used by :meth:`load`).
     registry
-        Registry of a saved model; only used by :meth:`load`.
+        Registry of a saved model (used by :meth:`load`), or of a scvi-tools data module to
+        train from with ``train(datamodule=...)``: ``datamodule.registry`` (attributes: its
+        categorical covariates) or :meth:`registry_from_datamodule` (attributes and gene names
+        chosen).
     n_latent
         Latent dimension (paper: 50; 100 for large atlases).
     n_hidden
@@ -166,6 +170,8 @@ class CFGenModel(
         count_split: float | None = 0.5,
         cluster_resolution: float | None = None,
     ):
+        if adata is None and registry is not None:
+            registry = model_registry(registry)
         super().__init__(adata, registry)
         attributes = self._registered_attributes()
         names = list(attributes)
@@ -241,6 +247,8 @@ class CFGenModel(
                 self.peak_names_ = feature_names(self.registry_, ATAC_X_KEY)
             else:
                 self.var_names_ = [str(name) for name in adata.var_names]
+        elif self.has_rna:  # built on a registry (a data module's, or by ``load``)
+            self.var_names_ = feature_names(self.registry_, X_KEY)
         clusters = (
             "" if cluster_resolution is None else f" + Leiden clusters ({cluster_resolution})"
         )

@@ -49,6 +49,13 @@ def latent_table(model) -> AnnDataManager:
             start += latent.shape[0]
     counts_key = X_KEY if model.has_rna else ATAC_X_KEY
     totals = row_sums(manager.get_from_registry(counts_key))
+    return table_manager(latents, totals, attribute_codes(model), manager.adata.obs_names)
+
+
+def table_manager(
+    latents: np.ndarray, totals: np.ndarray, codes: np.ndarray | None, cell_names=None
+) -> AnnDataManager:
+    """The registered latent table of standardised ``latents``, total counts and codes."""
     obs = pd.DataFrame(
         {
             # RNA size factor for the flow's condition; unused by an ATAC-only model
@@ -56,11 +63,10 @@ def latent_table(model) -> AnnDataManager:
             # seeds validation draws as the count minibatches did
             SEED_TOTAL_KEY: totals,
         },
-        index=manager.adata.obs_names,
+        index=cell_names,
     )
     code_columns = []
-    codes = attribute_codes(model)
-    for index in range(codes.shape[1]):
+    for index in range(0 if codes is None else codes.shape[1]):
         column = f"code_{index}"
         obs[column] = codes[:, index].astype(np.float32)
         code_columns.append(column)
@@ -71,9 +77,9 @@ def latent_table(model) -> AnnDataManager:
         NumericalObsField(SEED_TOTAL_KEY, SEED_TOTAL_KEY),
         NumericalJointObsField(CAT_COVS_KEY, code_columns or None),
     ]
-    table_manager = AnnDataManager(fields=fields)
-    table_manager.register_fields(table)
-    return table_manager
+    manager = AnnDataManager(fields=fields)
+    manager.register_fields(table)
+    return manager
 
 
 def latent_splitter(model, splitter: DataSplitter) -> DataSplitter:

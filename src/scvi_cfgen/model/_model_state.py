@@ -61,22 +61,47 @@ def encode_cells(model, adata, indices, batch_size: int | None) -> torch.Tensor:
 def latent_moments(model, adata, indices) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-dimension mean and (unbiased) standard deviation of the cells' latents.
 
-    Accumulated minibatch by minibatch in float64 (Chan et al.'s pairwise update), so memory
-    does not grow with the number of cells.
+    Accumulated minibatch by minibatch (:class:`RunningMoments`), so memory does not grow with
+    the number of cells.
     """
-    count, mean, squares = 0, None, None
+    moments = RunningMoments()
     for latent in encoded_batches(model, adata, indices, None):
-        latent = latent.double()
-        n = latent.shape[0]
-        batch_mean = latent.mean(dim=0)
-        batch_squares = ((latent - batch_mean) ** 2).sum(dim=0)
-        if mean is None:
-            count, mean, squares = n, batch_mean, batch_squares
-            continue
-        delta = batch_mean - mean
-        total = count + n
-        mean = mean + delta * (n / total)
-        squares = squares + batch_squares + delta**2 * (count * n / total)
-        count = total
-    variance = squares / (count - 1) if count > 1 else torch.full_like(squares, float("nan"))
-    return mean.float(), variance.sqrt().float()
+        moments.add(latent)
+    return moments.result()
+
+
+class RunningMoments:
+    """Per-column mean and unbiased standard deviation of rows added block by block.
+
+    Float64 accumulation with Chan et al.'s pairwise update: memory does not grow with the
+    number of rows, and the result does not depend on how the rows are split into blocks.
+    """
+
+    def __init__(self):
+        self.count, self.mean, self.squares = 0, None, None
+
+    def add(self, rows: torch.Tensor) -> None:
+        """Add a ``(n, d)`` block of rows."""
+        rows = rows.double()
+        n = rows.shape[0]
+        if n == 0:
+            return
+        batch_mean = rows.mean(dim=0)
+        batch_squares = ((rows - batch_mean) ** 2).sum(dim=0)
+        if self.mean is None:
+            self.count, self.mean, self.squares = n, batch_mean, batch_squares
+            return
+        delta = batch_mean - self.mean
+        total = self.count + n
+        self.mean = self.mean + delta * (n / total)
+        self.squares = self.squares + batch_squares + delta**2 * (self.count * n / total)
+        self.count = total
+
+    def result(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and standard deviation (float32; NaN standard deviation for one row)."""
+        squares = self.squares
+        if self.count > 1:
+            variance = squares / (self.count - 1)
+        else:
+            variance = torch.full_like(squares, float("nan"))
+        return self.mean.float(), variance.sqrt().float()

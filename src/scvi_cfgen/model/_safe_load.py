@@ -39,6 +39,10 @@ _ALLOWED_GLOBALS = {
     ("pandas.core.internals.managers", "BlockManager"),
     ("pandas._libs.internals", "_unpickle_block"),
     ("pandas._libs.arrays", "__pyx_unpickle_NDArrayBacked"),
+    # the same classes as pandas 2 pickles them (e.g. next to tiledbsoma, which needs pandas < 3)
+    ("pandas.core.frame", "DataFrame"),
+    ("pandas.core.indexes.base", "Index"),
+    ("pandas.core.indexes.range", "RangeIndex"),
 }
 
 

@@ -11,6 +11,7 @@ from scvi.utils import setup_anndata_dsp
 from scvi_cfgen._constants import CAT_COVS_KEY, X_KEY
 from scvi_cfgen._validation import validate_counts
 
+from ._datamodule import datamodule_registry
 from ._multimodal import build_mudata_manager, check_attribute_columns
 
 
@@ -123,3 +124,58 @@ class SetupMixin:
         )
         adata_manager.register_fields(mdata, **kwargs)
         cls.register_manager(adata_manager)
+
+    @staticmethod
+    def registry_from_datamodule(
+        datamodule,
+        attributes: list[str] | None = None,
+        gene_names: list[str] | str | None = None,
+    ) -> dict:
+        """The registry of a model to train from a scvi-tools data module.
+
+        Pass it as ``CFGenModel(adata=None, registry=...)``, then train with
+        ``model.train(datamodule=datamodule)``. ``registry=datamodule.registry`` works too; this
+        function also chooses the attributes among all the data module's coded columns and
+        names the genes. Nothing is read but the data module's encoders (and, for
+        ``gene_names`` given as a column name, the query's ``var``).
+
+        Parameters
+        ----------
+        datamodule
+            A scvi-tools data module with a ``registry``, e.g.
+            :class:`scvi.dataloaders.TileDBDataModule`.
+        attributes
+            The ``obs`` columns to condition on, in order, each one CFGen attribute. Any column
+            the data module codes: its ``categorical_covariate_keys`` (the default: all of
+            them), ``batch_column_names`` or ``label_keys``. ``TileDBDataModule`` codes the
+            columns of each of these jointly; their codes are split back into one per column.
+        gene_names
+            Names of the genes, in the data module's order; or, for a SOMA data module, the
+            column of the query's ``var`` that holds them (e.g. ``"var_id"`` for experiments
+            written by ``tiledbsoma.io.from_anndata``, ``"feature_name"`` in CELLxGENE Census).
+            Default: the registry's (``soma_joinid`` numbers for ``TileDBDataModule``).
+
+        Returns
+        -------
+        dict
+            A registry like the one :meth:`setup_anndata` writes: a model built on it saves and
+            loads like any CFGen model (and can be loaded with an AnnData of the same genes and
+            attribute columns).
+
+        Examples
+        --------
+        >>> datamodule = TileDBDataModule(
+        ...     query,
+        ...     layer_name="raw",
+        ...     batch_size=256,
+        ...     train_size=0.9,
+        ...     batch_column_names=["donor"],
+        ...     categorical_covariate_keys=["cell_type"],
+        ... )
+        >>> registry = CFGenModel.registry_from_datamodule(
+        ...     datamodule, attributes=["cell_type", "donor"], gene_names="var_id"
+        ... )
+        >>> model = CFGenModel(adata=None, registry=registry)
+        >>> model.train(datamodule=datamodule)
+        """
+        return datamodule_registry(datamodule, attributes, gene_names)

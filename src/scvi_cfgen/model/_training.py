@@ -23,19 +23,19 @@ from scvi_cfgen.train._quiet import quiet_lightning
 from ._checkpoints import TrainingCheckpoints
 from ._clusters import cluster_snapshot, drop_clusters, restore_clusters
 from ._flow_conditioning import drop_clusters_of_other_cells, prepare_flow_conditioning
-from ._latent_table import latent_splitter
 from ._model_state import trained_stages
-from ._schedule import (
-    LR_PATIENCE_STEPS,
-    MAX_STEPS,
-    MIN_PATIENCE_EPOCHS,
-    epochs_for_steps,
-    steps_per_epoch,
-)
+from ._schedule import LR_PATIENCE_STEPS, MAX_STEPS, MIN_PATIENCE_EPOCHS, epochs_for_steps
 from ._stage_trainer import stage_trainer_kwargs
 from ._training_arguments import stage_settings
-from ._training_split import previous_split, training_split
-from ._training_statistics import fit_data_statistics, fit_latent_statistics
+from ._training_split import (
+    fit_split_data_statistics,
+    fit_split_latent_statistics,
+    flow_table_split,
+    is_streamed,
+    previous_split,
+    split_sizes,
+    training_split,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -122,7 +122,13 @@ class TrainingMixin:
             ``{"lr": 1e-3}``, or one per stage, ``{"autoencoder": {...}, "flow": {...}}``.
             ``plan_kwargs`` takes precedence over ``plan_config``.
         datamodule
-            Not supported yet (out-of-core data modules are planned); must be ``None``.
+            A scvi-tools data module to train from instead of the registered AnnData, e.g.
+            :class:`scvi.dataloaders.TileDBDataModule` over a TileDB-SOMA experiment, for a
+            model built on :meth:`registry_from_datamodule` (or ``datamodule.registry``).
+            Its own split and minibatch size are used (``train_size``, ``validation_size`` and
+            ``batch_size`` go to modules with ``set_split``/``set_batch_size`` only). The
+            statistics, latent moments and the flow's latent table are computed by streaming
+            its loaders; see the scale page.
         trainer_config
             Configuration of :class:`~scvi.train.Trainer`; ``trainer_kwargs`` take precedence.
         checkpoint_dir
@@ -161,6 +167,11 @@ class TrainingMixin:
         >>> model.train(checkpoint_dir="ckpt", resume=True)
         """
         epochs, plans = stage_settings(max_epochs, plan_config, plan_kwargs, trainer_kwargs)
+        if datamodule is not None and (checkpoint_dir is not None or resume):
+            raise ValueError(
+                "`checkpoint_dir`/`resume` record the split of a registered AnnData; they do not "
+                "work with a `datamodule` (its split is the data module's own)."
+            )
         checkpoints = None if checkpoint_dir is None else TrainingCheckpoints(checkpoint_dir)
         if resume and checkpoints is None:
             raise ValueError("`resume=True` needs the `checkpoint_dir` of the run to resume.")
@@ -192,7 +203,7 @@ class TrainingMixin:
                 cluster_snapshot(self),
             )
         drop_clusters_of_other_cells(self)
-        fit_data_statistics(self, np.asarray(splitter.train_idx))
+        fit_split_data_statistics(self, splitter)
         try:
             for stage in TRAINING_STAGES:
                 finished = checkpoints.finished_state(stage) if resume else None
@@ -262,7 +273,7 @@ class TrainingMixin:
             trainer_kwargs,
         )
         drop_clusters_of_other_cells(self)
-        fit_data_statistics(self, np.asarray(splitter.train_idx))
+        fit_split_data_statistics(self, splitter)
         self._run_stage(
             "autoencoder",
             splitter,
@@ -341,7 +352,7 @@ class TrainingMixin:
             prepare_flow_conditioning(self, np.asarray(splitter.train_idx))
         self.module.load_state_dict(state)
         if stage == "autoencoder":
-            fit_latent_statistics(self, np.asarray(splitter.train_idx))
+            fit_split_latent_statistics(self, splitter)
             drop_clusters(self)
         self.train_indices, self.validation_indices = splitter.train_idx, splitter.val_idx
         self.trained_stages_ = [*(s for s in trained_stages(self) if s != stage), stage]
@@ -373,9 +384,10 @@ class TrainingMixin:
         """
         if stage == "flow":
             prepare_flow_conditioning(self, np.asarray(splitter.train_idx))
-        n_steps = steps_per_epoch(
-            len(splitter.train_idx), splitter.data_loader_kwargs["batch_size"]
-        )
+        data = splitter
+        if stage == "flow" and self._flow_on_latent_table:
+            data = flow_table_split(self, splitter)
+        n_steps, n_val = split_sizes(data)
         if max_epochs is None:
             max_epochs = epochs_for_steps(MAX_STEPS[stage], n_steps)
         kwargs = dict(trainer_kwargs)
@@ -384,7 +396,7 @@ class TrainingMixin:
             plan_kwargs.setdefault(
                 "lr_patience", epochs_for_steps(LR_PATIENCE_STEPS, n_steps, MIN_PATIENCE_EPOCHS)
             )
-        if splitter.n_val == 0:
+        if n_val == 0:
             if early_stopping:
                 warnings.warn(
                     "No validation cells (train_size=1.0): early stopping and the flow's "
@@ -399,7 +411,7 @@ class TrainingMixin:
             stage,
             kwargs,
             n_steps,
-            splitter.n_val,
+            n_val,
             early_stopping,
             checkpoints,
             checkpoint_interval,
@@ -423,9 +435,6 @@ class TrainingMixin:
         )
         try:
             with quiet_lightning(verbose=settings.verbosity <= logging.DEBUG):
-                data = splitter
-                if stage == "flow" and self._flow_on_latent_table:
-                    data = latent_splitter(self, splitter)
                 runner = self._train_runner_cls(
                     self,
                     training_plan=plan,
@@ -459,8 +468,10 @@ class TrainingMixin:
                 **(getattr(self, "training_summary_", None) or {}),
                 stage: stage_summary(trainer),
             }
+        if is_streamed(splitter):  # the runner recorded rows of the data module or latent table
+            self.train_indices = self.validation_indices = self.test_indices = None
         if stage == "autoencoder":
-            fit_latent_statistics(self, np.asarray(splitter.train_idx))
+            fit_split_latent_statistics(self, splitter)
             drop_clusters(self)  # derived from the previous autoencoder's latents
         previous = {
             key: frame

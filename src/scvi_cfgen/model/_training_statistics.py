@@ -26,11 +26,20 @@ def fit_data_statistics(model, train_indices: np.ndarray) -> None:
         libraries = np.ones(len(train_indices))
     all_codes = attribute_codes(model)[train_indices]
     codes = torch.as_tensor(all_codes, dtype=torch.long).reshape(len(train_indices), -1)
+    fit_cell_statistics(model, codes, torch.as_tensor(libraries))
+
+
+def fit_cell_statistics(model, codes: torch.Tensor, libraries: torch.Tensor) -> None:
+    """Fit the module's data statistics to training cells' codes and total counts.
+
+    ``codes`` is ``(n_cells, n_attributes)``; ``libraries`` the cells' total counts (ones for an
+    ATAC-only model).
+    """
     report_small_categories(model.attribute_categories, codes.numpy())
     size_index = model.module.size_factor_attribute_index
     model.module.statistics.fit_attributes_and_sizes(
         codes,
-        torch.log(torch.as_tensor(libraries)),
+        torch.log(libraries.double()),
         None if size_index is None else codes[:, size_index],
     )
 
@@ -50,7 +59,7 @@ def report_small_categories(attribute_categories: dict, codes: np.ndarray) -> No
             "cells generated for them are less reliable (check them with "
             "`scvi_cfgen.metrics.evaluate`); consider merging such categories.",
             UserWarning,
-            stacklevel=5,
+            stacklevel=6,
         )
 
 
