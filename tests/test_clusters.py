@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 import scvi
 from helpers import MULTIOME, TINY, TINY_MULTIOME, make_marker_counts, small_multiome
+from lightning.pytorch import LightningDataModule
 from sklearn.metrics import adjusted_rand_score
 
 import scvi_cfgen
@@ -187,6 +188,10 @@ def test_cluster_settings_that_cannot_work_are_refused(marker_adata):
         plain.get_clusters()
     with pytest.raises(ValueError, match="derived when the flow stage starts"):
         CFGenModel(marker_adata, **TINY, cluster_resolution=1.0).get_clusters()
+    with pytest.raises(ValueError, match="which a data module does not have"):
+        CFGenModel(marker_adata, **TINY, cluster_resolution=1.0).train(
+            datamodule=LightningDataModule(), max_epochs=1
+        )
 
 
 def test_unlabelled_model_without_clusters_still_trains(marker_adata):
