@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from helpers import make_marker_counts
 
+from scvi_cfgen import CFGenModel
 from scvi_cfgen._cli import main
 
 
@@ -155,3 +156,21 @@ def test_cli_trains_on_clusters_without_labels(tmp_path):
     generated = ad.read_h5ad(out)
     assert (generated.obs["cluster"] == "0").all()
     assert main([*train, *budgets, "--cluster-resolution", "0", "--overwrite"]) == 2
+
+
+def test_cli_trains_a_cellflow_model(tmp_path, capsys):
+    data = tmp_path / "cells.h5ad"
+    make_marker_counts(n_cells=120).write_h5ad(data)
+    model_dir = tmp_path / "model"
+    train = ["train", str(data), "--model-dir", str(model_dir), "--attributes", "cell_type"]
+    budgets = ["--max-epochs-autoencoder", "2", "--max-epochs-flow", "2", "--batch-size", "32"]
+    assert main([*train, *budgets, "--latent", "genes", "--n-latent", "4"]) == 2
+    assert "leave out `n_latent`" in capsys.readouterr().err
+    assert main([*train, *budgets, "--latent", "genes"]) == 0
+    out = tmp_path / "generated.h5ad"
+    generate = ["generate", str(model_dir), "--output", str(out), "--n-cells", "12"]
+    assert main([*generate, "--condition", "cell_type=type1", "--solver", "euler"]) == 0
+    generated = ad.read_h5ad(out)
+    assert generated.shape == (12, 40)
+    assert (generated.obs["cell_type"] == "type1").all()
+    assert CFGenModel.load(model_dir).module.n_latent == 40

@@ -165,7 +165,12 @@ def _train(args: argparse.Namespace) -> None:
         scvi.settings.seed = args.seed
     adata = ad.read_h5ad(args.input)
     CFGenModel.setup_anndata(adata, layer=args.layer, categorical_covariate_keys=args.attributes)
-    model = CFGenModel(adata, n_latent=args.n_latent, cluster_resolution=args.cluster_resolution)
+    model = CFGenModel(
+        adata,
+        n_latent=args.n_latent,
+        cluster_resolution=args.cluster_resolution,
+        latent=args.latent,
+    )
     model.train(
         max_epochs={"autoencoder": args.max_epochs_autoencoder, "flow": args.max_epochs_flow},
         accelerator=args.accelerator,
@@ -232,7 +237,15 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--model-dir", type=Path, required=True)
     train.add_argument("--layer", default=None, help="layer with raw counts (default: X)")
     train.add_argument("--attributes", nargs="*", default=None, help="obs columns to condition on")
-    train.add_argument("--n-latent", type=int, default=50)
+    train.add_argument(
+        "--n-latent", type=int, default=None, help="latent dimension (default 50; not with genes)"
+    )
+    train.add_argument(
+        "--latent",
+        choices=["bottleneck", "genes"],
+        default="bottleneck",
+        help="'genes': cellFlow mode, the flow models every gene's logit (no bottleneck)",
+    )
     train.add_argument(
         "--cluster-resolution",
         type=float,

@@ -23,6 +23,7 @@ from ._clusters import CLUSTER_KEY, ClustersMixin, check_cluster_settings
 from ._datamodule import model_registry
 from ._feature_alignment import AlignedLoader, feature_orders
 from ._generation import GenerationMixin
+from ._latent_mode import latent_settings
 from ._model_state import trained_stages
 from ._multimodal import feature_names, registered_modalities
 from ._realism import RealismFilterMixin
@@ -68,9 +69,11 @@ class CFGenModel(
         categorical covariates) or :meth:`registry_from_datamodule` (attributes and gene names
         chosen).
     n_latent
-        Latent dimension (paper: 50; 100 for large atlases).
+        Latent dimension (default and paper: 50; 100 for large atlases). Not used with
+        ``latent="genes"``, where it is the number of genes.
     n_hidden
-        Encoder hidden sizes; the decoder mirrors them (paper: ``(512, 256)``).
+        Encoder hidden sizes; the decoder mirrors them (paper: ``(512, 256)``). With
+        ``latent="genes"`` the encoder goes down through these sizes and back up.
     dispersion
         ``"gene"``: one NB inverse dispersion per gene; ``"gene-covariate"``: one per gene and
         category of ``dispersion_covariate``.
@@ -93,7 +96,8 @@ class CFGenModel(
         Width of the linear Gaussian probability path at ``t = 1``.
     coupling
         ``"independent"`` noise/latent pairs, or minibatch exact optimal-transport pairs
-        (``"ot"``, POT), which keep each cell's attributes attached to it.
+        (``"ot"``, POT), which keep each cell's attributes attached to it. Default:
+        ``"independent"``, and ``"ot"`` with ``latent="genes"`` (cellFlow's OT-CFM).
     n_hidden_atac
         ATAC encoder hidden sizes (decoder mirrored; paper: ``(1024, 512)``). Only used with
         ATAC data from :meth:`setup_mudata`.
@@ -117,6 +121,13 @@ class CFGenModel(
         loss needs them); attribute frequencies still come from the training cells. Read them
         with :meth:`get_clusters`. A single cluster gives a warning (the flow is then
         unconditional). Needs the ``igraph`` package. ``None`` (default): no clusters.
+    latent
+        ``"bottleneck"`` (default): CFGen's ``n_latent``-dimensional latent with an MLP
+        decoder. ``"genes"``: cellFlow mode, no bottleneck: each cell's latent is the
+        pre-softmax logit of its NB mean for every gene (the decoder is ``l * softmax(z)``),
+        and the flow runs in that gene-sized space (exact minibatch OT coupling unless
+        ``coupling`` says otherwise). RNA only. Memory and time grow with the number of genes:
+        the flow's latent table holds ``n_genes`` floats per cell (see the benchmarks page).
 
     Examples
     --------
@@ -144,6 +155,10 @@ class CFGenModel(
     >>> model.train()
     >>> adata.obs["cfgen_cluster"] = model.get_clusters()
     >>> cluster_3 = model.generate(n_cells=500, conditions={"cluster": "3"}, seed=0)
+
+    cellFlow mode (the flow models gene logits directly):
+
+    >>> model = scvi_cfgen.CFGenModel(adata, latent="genes")
     """
 
     _module_cls = CFGenModule
@@ -152,7 +167,7 @@ class CFGenModel(
         self,
         adata: ad.AnnData | None = None,
         registry: dict | None = None,
-        n_latent: int = 50,
+        n_latent: int | None = None,
         n_hidden: Sequence[int] = (512, 256),
         dispersion: Literal["gene", "gene-covariate"] = "gene",
         dispersion_covariate: str | None = None,
@@ -164,11 +179,12 @@ class CFGenModel(
         p_uncond: float = 0.2,
         conditioning_scheme: Literal["single", "single_and_joint"] = "single",
         sigma_min: float = 1e-4,
-        coupling: Literal["independent", "ot"] = "independent",
+        coupling: Literal["independent", "ot"] | None = None,
         n_hidden_atac: Sequence[int] = (1024, 512),
         modality_weights: Mapping[str, float] | None = None,
         count_split: float | None = 0.5,
         cluster_resolution: float | None = None,
+        latent: Literal["bottleneck", "genes"] = "bottleneck",
     ):
         if adata is None and registry is not None:
             registry = model_registry(registry)
@@ -199,6 +215,7 @@ class CFGenModel(
                 )
             size_factor_covariate = None
 
+        n_latent, coupling = latent_settings(latent, n_latent, coupling, n_genes, n_peaks)
         if dispersion not in ("gene", "gene-covariate"):
             raise ValueError(
                 f"`dispersion` must be 'gene' or 'gene-covariate', not {dispersion!r}."
@@ -240,6 +257,7 @@ class CFGenModel(
             rna_weight=weights.get(RNA, 1.0),
             atac_weight=weights.get(ATAC, 1.0),
             count_split=count_split,
+            latent_space=latent,
         )
         if adata is not None:
             if isinstance(adata, md.MuData):
@@ -256,7 +274,8 @@ class CFGenModel(
         if self.has_atac:
             features.append(f"{n_peaks} peaks (ATAC encoder {tuple(n_hidden_atac)})")
         self._model_summary_string = (
-            f"CFGen model: {' + '.join(features)}, latent {n_latent}, encoder "
+            f"{'cellFlow' if latent == 'genes' else 'CFGen'} model: {' + '.join(features)}, "
+            f"latent {n_latent}{' (gene logits)' if latent == 'genes' else ''}, encoder "
             f"{tuple(n_hidden)}, attributes {names or 'none'}"
             f"{clusters}, size factor per "
             f"{size_factor_covariate or 'data set'}, dispersion {dispersion}, flow "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -12,6 +13,9 @@ from scvi.module.base import BaseModuleClass, LossOutput, auto_move_data
 from scvi_cfgen._constants import ATAC, ATAC_X_KEY, CAT_COVS_KEY, RNA, X_KEY
 
 from ._networks import CountDecoder, CountEncoder, FusedEncoder
+
+LatentSpace = Literal["bottleneck", "genes"]
+LATENT_SPACES = ("bottleneck", "genes")
 
 
 def minibatch_generator(x: torch.Tensor) -> torch.Generator:
@@ -62,6 +66,12 @@ class CountAutoencoder(BaseModuleClass):
         Fraction of each training cell's RNA counts that the encoder sees; the decoder is scored
         on the other part (binomial count splitting, see :meth:`split_counts`). ``None``: the
         encoder sees all counts and the decoder reconstructs them (the paper's autoencoder).
+    latent_space
+        ``"bottleneck"``: a latent of ``n_latent`` dimensions decoded by an MLP (CFGen).
+        ``"genes"``: no bottleneck (cellFlow, CFGen's predecessor): the encoder goes down
+        through ``n_hidden`` and back up through the mirrored sizes to one value per gene, the
+        pre-softmax logit of the NB mean, and the decoder is the identity
+        (``mu = library * softmax(z)``). RNA only; ``n_latent`` is the number of genes.
     """
 
     def __init__(
@@ -76,10 +86,22 @@ class CountAutoencoder(BaseModuleClass):
         rna_weight: float = 1.0,
         atac_weight: float = 1.0,
         count_split: float | None = None,
+        latent_space: LatentSpace = "bottleneck",
     ):
         super().__init__()
         if n_input <= 0 and n_input_atac <= 0:
             raise ValueError("The autoencoder needs genes (`n_input`) or peaks (`n_input_atac`).")
+        if latent_space not in LATENT_SPACES:
+            raise ValueError(
+                f"`latent_space` must be one of {LATENT_SPACES}, not {latent_space!r}."
+            )
+        if latent_space == "genes":
+            if n_input <= 0 or n_input_atac > 0:
+                raise ValueError(
+                    "`latent_space='genes'` (cellFlow) models RNA counts only; use the "
+                    "bottleneck latent for ATAC or multiome data."
+                )
+            n_latent = n_input
         if n_latent < 1 or not n_hidden or any(int(h) < 1 for h in n_hidden):
             raise ValueError("`n_latent` must be positive and `n_hidden` non-empty and positive.")
         if n_dispersion_categories < 1:
@@ -101,17 +123,25 @@ class CountAutoencoder(BaseModuleClass):
         self.rna_weight = float(rna_weight)
         self.atac_weight = float(atac_weight)
         self.dispersion_attribute_index = dispersion_attribute_index
+        self.latent_space = latent_space
 
         n_inputs = {RNA: self.n_input, ATAC: self.n_input_atac}
         hidden = {RNA: tuple(n_hidden), ATAC: tuple(n_hidden_atac)}
         self.modalities: tuple[str, ...] = tuple(name for name in n_inputs if n_inputs[name] > 0)
-        if len(self.modalities) == 1:
+        if latent_space == "genes":
+            hourglass = (*n_hidden, *reversed(tuple(n_hidden)[:-1]))
+            self.encoder = CountEncoder(n_input, n_input, hourglass)
+        elif len(self.modalities) == 1:
             (name,) = self.modalities
             self.encoder = CountEncoder(n_inputs[name], n_latent, hidden[name])
         else:
             self.encoder = FusedEncoder(n_inputs, n_latent, hidden)
         if self.has_rna:
-            self.decoder = CountDecoder(n_latent, n_input, n_hidden)
+            self.decoder = (
+                torch.nn.Identity()
+                if latent_space == "genes"
+                else CountDecoder(n_latent, n_input, n_hidden)
+            )
             self.log_theta = torch.nn.Parameter(torch.zeros(n_dispersion_categories, n_input))
         if self.has_atac:
             self.decoder_atac = CountDecoder(n_latent, n_input_atac, n_hidden_atac)

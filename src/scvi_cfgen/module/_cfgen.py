@@ -17,7 +17,7 @@ from scvi_cfgen._constants import (
     X_KEY,
 )
 
-from ._autoencoder import CountAutoencoder, binarize, minibatch_generator
+from ._autoencoder import CountAutoencoder, LatentSpace, binarize, minibatch_generator
 from ._data_statistics import DataStatistics
 from ._flow import Coupling, LatentFlow
 from ._guidance import ConditioningScheme, GuidedVelocity
@@ -85,6 +85,9 @@ class CFGenModule(BaseModuleClass):
     count_split
         Fraction of the RNA counts the encoder sees in training (binomial count splitting;
         ``None``: all, the paper's autoencoder). See :class:`CountAutoencoder`.
+    latent_space
+        ``"bottleneck"`` (CFGen) or ``"genes"`` (cellFlow: the latent is the gene logits of
+        the NB mean, ``n_latent`` is ignored). See :class:`CountAutoencoder`.
     """
 
     def __init__(
@@ -108,6 +111,7 @@ class CFGenModule(BaseModuleClass):
         rna_weight: float = 1.0,
         atac_weight: float = 1.0,
         count_split: float | None = None,
+        latent_space: LatentSpace = "bottleneck",
     ):
         super().__init__()
         n_categories = [int(n) for n in n_categories_per_attribute]
@@ -133,6 +137,7 @@ class CFGenModule(BaseModuleClass):
             rna_weight=rna_weight,
             atac_weight=atac_weight,
             count_split=count_split,
+            latent_space=latent_space,
         )
         self._flow_settings = {
             "hidden_dim": flow_hidden_dim,

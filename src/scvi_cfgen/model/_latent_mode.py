@@ -1,0 +1,26 @@
+"""The two latent spaces of the model: CFGen's bottleneck and cellFlow's gene logits."""
+
+from __future__ import annotations
+
+_LATENTS = ("bottleneck", "genes")
+
+
+def latent_settings(
+    latent: str, n_latent: int | None, coupling: str | None, n_genes: int, n_peaks: int
+) -> tuple[int, str]:
+    """The latent size and flow coupling of a ``latent`` mode, with the user's choices checked."""
+    if latent not in _LATENTS:
+        raise ValueError(f"`latent` must be one of {_LATENTS}, not {latent!r}.")
+    if latent == "bottleneck":
+        return (50 if n_latent is None else n_latent), (coupling or "independent")
+    if n_genes == 0 or n_peaks > 0:
+        raise ValueError(
+            "`latent='genes'` (cellFlow mode) models RNA counts only: register an AnnData (or "
+            "a MuData with RNA alone), or use `latent='bottleneck'` for ATAC and multiome data."
+        )
+    if n_latent is not None and n_latent != n_genes:
+        raise ValueError(
+            f"With `latent='genes'` the latent has one dimension per gene ({n_genes}); leave "
+            f"out `n_latent` (got {n_latent})."
+        )
+    return n_genes, (coupling or "ot")
