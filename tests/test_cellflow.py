@@ -63,13 +63,14 @@ def test_generated_cells_carry_their_type_markers(cellflow):
 def test_guidance_transfer_and_save_load(cellflow, tmp_path):
     model, adata = cellflow
     conditions = {"cell_type": "type2", "batch": "b1"}
-    weighted = model.generate(
-        n_cells=40,
-        conditions=conditions,
-        guidance_weights={"cell_type": 2.0},
-        seed=3,
-        progress_bar=False,
-    )
+    request = {
+        "n_cells": 40,
+        "conditions": conditions,
+        "guidance_weights": {"cell_type": 2.0},
+        "seed": 3,
+        "progress_bar": False,
+    }
+    weighted = model.generate(**request)
     assert (weighted.obs[["cell_type", "batch"]] == ["type2", "b1"]).all(axis=None)
     source = adata[adata.obs["cell_type"] == "type0"][:20].copy()
     moved = model.transfer(source, {"cell_type": "type1"})
@@ -78,13 +79,7 @@ def test_guidance_transfer_and_save_load(cellflow, tmp_path):
     model.save(tmp_path / "model")
     loaded = CFGenModel.load(tmp_path / "model", adata=adata)
     assert loaded.module.n_latent == adata.n_vars
-    again = loaded.generate(
-        n_cells=40,
-        conditions=conditions,
-        guidance_weights={"cell_type": 2.0},
-        seed=3,
-        progress_bar=False,
-    )
+    again = loaded.generate(**request)
     np.testing.assert_array_equal(weighted.X.toarray(), again.X.toarray())
 
 
