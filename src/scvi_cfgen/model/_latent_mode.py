@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-_LATENTS = ("bottleneck", "genes")
+from scvi_cfgen.module._autoencoder import LATENT_SPACES
 
 
 def latent_settings(
     latent: str, n_latent: int | None, coupling: str | None, n_genes: int, n_peaks: int
 ) -> tuple[int, str]:
     """The latent size and flow coupling of a ``latent`` mode, with the user's choices checked."""
-    if latent not in _LATENTS:
-        raise ValueError(f"`latent` must be one of {_LATENTS}, not {latent!r}.")
+    if latent not in LATENT_SPACES:
+        raise ValueError(f"`latent` must be one of {LATENT_SPACES}, not {latent!r}.")
     if latent == "bottleneck":
         return (50 if n_latent is None else n_latent), (coupling or "independent")
     if n_genes == 0 or n_peaks > 0:
