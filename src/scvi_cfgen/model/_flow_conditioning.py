@@ -18,13 +18,14 @@ def drop_clusters_of_other_cells(model) -> None:
         drop_clusters(model)
 
 
-def prepare_flow_conditioning(model, train_indices: np.ndarray) -> None:
+def prepare_flow_conditioning(model, splitter) -> None:
     """Before the flow: derive clusters if the model asks for them and has none current.
 
     Clusters are current when they were derived after the autoencoder last trained and cover
     the registered cells; :meth:`~scvi_cfgen.CFGenModel.train_flow` then keeps them (and the
     flow's weights). New clusters rebuild the flow's conditioning and refit the attribute
-    frequencies and size-factor laws on the training cells.
+    frequencies and size-factor laws on the training cells of ``splitter`` (an AnnData
+    split: clustered models refuse data modules, whose rows are not AnnData rows).
     """
     if model.cluster_resolution is None:
         return
@@ -35,4 +36,4 @@ def prepare_flow_conditioning(model, train_indices: np.ndarray) -> None:
         )
     if not clusters_cover_registered_cells(model):
         derive_clusters(model)
-        fit_data_statistics(model, train_indices)
+        fit_data_statistics(model, np.asarray(splitter.train_idx))

@@ -10,7 +10,6 @@ import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
-import numpy as np
 from scvi import settings
 from scvi.dataloaders import DataSplitter
 from scvi.train import TrainRunner
@@ -349,7 +348,7 @@ class TrainingMixin:
     def _adopt_finished_stage(self, stage: str, state: dict, splitter) -> None:
         """Take a stage's weights from a resumed run in which it had finished."""
         if stage == "flow":  # clusters of the same latents and seed: the saved shapes
-            prepare_flow_conditioning(self, np.asarray(splitter.train_idx))
+            prepare_flow_conditioning(self, splitter)
         self.module.load_state_dict(state)
         if stage == "autoencoder":
             fit_split_latent_statistics(self, splitter)
@@ -383,7 +382,7 @@ class TrainingMixin:
         that Lightning replaced put back.
         """
         if stage == "flow":
-            prepare_flow_conditioning(self, np.asarray(splitter.train_idx))
+            prepare_flow_conditioning(self, splitter)
         data = splitter
         if stage == "flow" and self._flow_on_latent_table:
             data = flow_table_split(self, splitter)
