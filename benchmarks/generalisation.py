@@ -12,7 +12,9 @@ Every case is built from data the package ships or makes, so anyone can rerun it
 - ``guidance200``: 200 cells of the synthetic two-attribute set of ``guidance_synthetic.py``
   (cell type x batch, batch ``b1`` raises 10 known genes 8x). Besides the metrics, cells are
   generated for batch ``b1`` at batch guidance weights 0, 1 and 3, and the share carrying the
-  b1 signature must rise with the weight in every seed.
+  b1 signature must rise with the weight in every seed;
+- ``pbmc250``: a stratified subsample of 250 PBMC3k cells with all 9,648 genes (very small data
+  with many genes; only the labels with 10 test cells or more are scored).
 
 Each case and seed uses the protocol of ``quality.py`` (stratified 80/20 split by label, PC
 space fitted on one half of the training cells, floor = the other half, per-label metrics
@@ -52,7 +54,7 @@ import scvi_cfgen
 from scvi_cfgen import metrics
 
 LABEL = "cell_type"
-CASES = ("pbmc3k", "pbmc600", "shallow", "synthetic", "guidance200")
+CASES = ("pbmc3k", "pbmc600", "shallow", "synthetic", "guidance200", "pbmc250")
 GUIDANCE_WEIGHTS = (0.0, 1.0, 3.0)
 
 
@@ -142,6 +144,8 @@ def load_case(name: str) -> ad.AnnData:
         return synthetic_nb()
     if name == "guidance200":
         return guidance_case()
+    if name == "pbmc250":
+        return stratified_subsample(scvi_cfgen.datasets.pbmc3k(), 250)
     raise ValueError(f"Unknown case {name!r}; choose from {CASES}.")
 
 
