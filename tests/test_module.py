@@ -8,6 +8,7 @@ from scvi_cfgen.module import (
     CountDecoder,
     CountEncoder,
     DataStatistics,
+    LatentFlow,
     LinearGaussianPath,
     ResNetVelocityField,
     drop_conditions,
@@ -170,6 +171,36 @@ def test_ot_pairing_is_a_permutation_with_lower_cost():
     paired = ot_pair_noise(z0, z1)
     assert sorted(map(tuple, paired.tolist())) == sorted(map(tuple, z0.tolist()))
     assert (paired - z1).pow(2).sum() < (z0 - z1).pow(2).sum()
+
+
+class RecordingField(torch.nn.Module):
+    """A velocity field that predicts zero and keeps what it was given."""
+
+    def forward(self, zt, t, codes, size_condition):
+        self.seen = (zt, t, codes, size_condition)
+        return torch.zeros_like(zt)
+
+
+def test_ot_coupling_keeps_each_cells_latent_conditions_and_size_together():
+    flow = LatentFlow(5, [3, 2], p_uncond=0.0, sigma_min=0.0, coupling="ot")
+    flow.velocity_field = RecordingField()
+    torch.manual_seed(0)
+    z1 = torch.randn(32, 5) * 3 + torch.arange(32.0)[:, None] / 4
+    codes = torch.stack([torch.arange(32) % 3, torch.arange(32) % 2], dim=1)
+    size = torch.rand(32, 1)
+    loss = flow.loss(z1, codes, size, generator=torch.Generator().manual_seed(1))
+    zt, t, seen_codes, seen_size = flow.velocity_field.seen
+    target = loss.detach()  # the field predicts 0, so the loss is the target's mean square
+    noise = torch.randn(32, 5, generator=torch.Generator().manual_seed(1))
+    paired = ot_pair_noise(noise, z1)
+    expected_zt = t[:, None] * z1 + (1 - t[:, None]) * paired
+    kept = seen_codes != flow.null_codes  # the "single" scheme nulls attributes, never swaps
+    assert kept.any(dim=1).all()
+    assert torch.equal(seen_codes[kept], codes[kept])
+    assert torch.equal(seen_size, size)
+    assert torch.allclose(zt, expected_zt, atol=1e-5)
+    assert torch.allclose(target, (z1 - paired).pow(2).mean(dim=1), atol=1e-5)
+    assert not torch.allclose(paired, noise)  # the pairing did reorder the noise
 
 
 def test_adaptive_and_fixed_step_solvers_agree():
