@@ -395,3 +395,22 @@ def test_flow_from_the_latent_table_matches_the_flow_from_counts():
     for key, value in flows[0].items():
         torch.testing.assert_close(flows[1][key], value, rtol=1e-3, atol=1e-4)
     np.testing.assert_allclose(histories[1], histories[0], rtol=1e-4)
+
+
+@pytest.mark.parametrize(("n_cells", "expected"), [(60, 10), (240, 24), (499, 49), (5000, 50)])
+def test_default_latent_size_gives_each_dimension_ten_cells(n_cells, expected):
+    adata = make_marker_counts(n_cells=n_cells, n_genes=20)
+    CFGenModel.setup_anndata(adata, categorical_covariate_keys=["cell_type"])
+    assert CFGenModel(adata).module.n_latent == expected
+    assert CFGenModel(adata, n_latent=7).module.n_latent == 7
+
+
+def test_default_latent_size_is_kept_by_a_saved_model(tmp_path):
+    small = make_marker_counts(n_cells=120, n_genes=20)
+    CFGenModel.setup_anndata(small, categorical_covariate_keys=["cell_type"])
+    model = CFGenModel(small, n_hidden=(16,), flow_hidden_dim=16)
+    model.train(max_epochs=1, enable_progress_bar=False)
+    model.save(tmp_path / "model")
+    large = make_marker_counts(n_cells=900, n_genes=20)
+    loaded = CFGenModel.load(tmp_path / "model", adata=large)
+    assert loaded.module.n_latent == model.module.n_latent == 12

@@ -238,7 +238,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--layer", default=None, help="layer with raw counts (default: X)")
     train.add_argument("--attributes", nargs="*", default=None, help="obs columns to condition on")
     train.add_argument(
-        "--n-latent", type=int, default=None, help="latent dimension (default 50; not with genes)"
+        "--n-latent",
+        type=int,
+        default=None,
+        help="latent dimension (default 50, or cells/10 below 500 cells; not with genes)",
     )
     train.add_argument(
         "--latent",

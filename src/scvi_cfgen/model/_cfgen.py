@@ -69,8 +69,9 @@ class CFGenModel(
         categorical covariates) or :meth:`registry_from_datamodule` (attributes and gene names
         chosen).
     n_latent
-        Latent dimension (default and paper: 50; 100 for large atlases). Not used with
-        ``latent="genes"``, where it is the number of genes.
+        Latent dimension. Default: 50 (the paper's; 100 for large atlases), and one dimension
+        per 10 registered cells below 500 cells (at least 10), so that the flow has enough
+        cells per dimension. Not used with ``latent="genes"``, where it is the number of genes.
     n_hidden
         Encoder hidden sizes; the decoder mirrors them (paper: ``(512, 256)``). With
         ``latent="genes"`` the encoder goes down through these sizes and back up.
@@ -215,7 +216,8 @@ class CFGenModel(
                 )
             size_factor_covariate = None
 
-        n_latent, coupling = latent_settings(latent, n_latent, coupling, n_genes, n_peaks)
+        n_cells = self.summary_stats.get("n_cells") if self.adata is not None else None
+        n_latent, coupling = latent_settings(latent, n_latent, coupling, n_genes, n_peaks, n_cells)
         if dispersion not in ("gene", "gene-covariate"):
             raise ValueError(
                 f"`dispersion` must be 'gene' or 'gene-covariate', not {dispersion!r}."

@@ -4,15 +4,39 @@ from __future__ import annotations
 
 from scvi_cfgen.module._autoencoder import LATENT_SPACES
 
+MAX_DEFAULT_LATENT = 50
+MIN_DEFAULT_LATENT = 10
+CELLS_PER_LATENT_DIMENSION = 10
+
+
+def default_latent_size(n_cells: int | None) -> int:
+    """The bottleneck's size when the user gives none: 50, or one dimension per 10 cells.
+
+    The flow estimates a density in the latent space from the registered cells; with fewer
+    than 10 cells per dimension it leaves noise in the directions the data barely spans (see
+    the benchmarks page, small data). So below 500 cells the latent shrinks with the data, to
+    no fewer than 10 dimensions. ``None`` (cells not known, e.g. a data module): 50.
+    """
+    if n_cells is None:
+        return MAX_DEFAULT_LATENT
+    by_cells = int(n_cells) // CELLS_PER_LATENT_DIMENSION
+    return max(MIN_DEFAULT_LATENT, min(MAX_DEFAULT_LATENT, by_cells))
+
 
 def latent_settings(
-    latent: str, n_latent: int | None, coupling: str | None, n_genes: int, n_peaks: int
+    latent: str,
+    n_latent: int | None,
+    coupling: str | None,
+    n_genes: int,
+    n_peaks: int,
+    n_cells: int | None = None,
 ) -> tuple[int, str]:
     """The latent size and flow coupling of a ``latent`` mode, with the user's choices checked."""
     if latent not in LATENT_SPACES:
         raise ValueError(f"`latent` must be one of {LATENT_SPACES}, not {latent!r}.")
     if latent == "bottleneck":
-        return (50 if n_latent is None else n_latent), (coupling or "independent")
+        size = default_latent_size(n_cells) if n_latent is None else n_latent
+        return size, (coupling or "independent")
     if n_genes == 0 or n_peaks > 0:
         raise ValueError(
             "`latent='genes'` (cellFlow mode) models RNA counts only: register an AnnData (or "
