@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
@@ -15,7 +15,7 @@ from scvi_cfgen._constants import ATAC, ATAC_X_KEY, CAT_COVS_KEY, RNA, X_KEY
 from ._networks import CountDecoder, CountEncoder, FusedEncoder
 
 LatentSpace = Literal["bottleneck", "genes"]
-LATENT_SPACES = ("bottleneck", "genes")
+LATENT_SPACES = get_args(LatentSpace)
 
 
 def minibatch_generator(x: torch.Tensor) -> torch.Generator:

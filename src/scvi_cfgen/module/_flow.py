@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 from torch import nn
@@ -14,8 +14,8 @@ from ._solvers import SolverBackend, SolverMethod, integrate
 from ._velocity import ResNetVelocityField
 
 Coupling = Literal["independent", "ot"]
-COUPLINGS = ("independent", "ot")
-CONDITIONING_SCHEMES = ("single", "single_and_joint")
+COUPLINGS = get_args(Coupling)
+CONDITIONING_SCHEMES = get_args(ConditioningScheme)
 
 
 class LatentFlow(nn.Module):
