@@ -29,7 +29,11 @@ once; ``--rerun cfgen`` drops CFGen's rows first (to score a change of the packa
 
 A variant of CFGen is scored next to the defaults with ``--variant NAME --model-kwargs JSON
 [--train-kwargs JSON]`` (e.g. ``--variant latent10 --model-kwargs '{"n_latent": 10}'``): its
-rows are named ``CFGen[NAME]`` and the baselines and floors are shared.
+rows are named ``CFGen[NAME]`` and the baselines and floors are shared. A variant with
+``cluster_resolution`` in its model kwargs is trained without the label and conditioned on
+Leiden clusters (``ClusterCFGenGenerator``: the cells of each label are generated from that
+label's clusters at their training shares), e.g. ``--variant clusters --model-kwargs
+'{"cluster_resolution": 1.0}'``.
 """
 
 from __future__ import annotations
@@ -200,6 +204,53 @@ def fit_cfgen(
     )
 
 
+class ClusterCFGenGenerator:
+    """CFGen trained without the label, conditioned on Leiden clusters of its latent space.
+
+    The model never sees ``LABEL``. To score it per label like the other generators, each cell
+    asked for label ``L`` is generated for a cluster drawn from the clusters of the training
+    cells of label ``L`` (at their shares): the label picks a mixture of clusters, the model
+    generates the cells.
+    """
+
+    generate_kwargs: dict = {}
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def fit(self, train: ad.AnnData, seed: int, attributes: list[str], model_kwargs: dict):
+        fit_cfgen(self, train, seed, [a for a in attributes if a != LABEL], model_kwargs)
+        clusters = self.model.get_clusters().reindex(self.train_data.obs_names).astype(str)
+        self.cluster_shares = pd.crosstab(
+            self.train_data.obs[LABEL].astype(str), clusters, normalize="index"
+        )
+
+    def generate(self, labels: np.ndarray, seed: int) -> ad.AnnData:
+        rng = np.random.default_rng(seed)
+        clusters = np.empty(len(labels), dtype=object)
+        for label in np.unique(labels):
+            where = np.flatnonzero(labels == label)
+            shares = self.cluster_shares.loc[label]
+            clusters[where] = rng.choice(shares.index.to_numpy(), size=len(where), p=shares)
+        generated = self.model.generate(
+            conditions=pd.DataFrame({"cluster": clusters}), seed=seed, progress_bar=False
+        )
+        generated.obs[LABEL] = labels
+        return generated
+
+    def cluster_summary(self) -> dict:
+        """Clusters found and how well they match the labels (adjusted Rand index)."""
+        from sklearn.metrics import adjusted_rand_score
+
+        clusters = self.model.get_clusters().reindex(self.train_data.obs_names).astype(str)
+        return {
+            "n_clusters": int(clusters.nunique()),
+            "cluster_label_ari": float(
+                adjusted_rand_score(self.train_data.obs[LABEL].astype(str), clusters)
+            ),
+        }
+
+
 def coverage(real: ad.AnnData, generated: ad.AnnData, labels: np.ndarray) -> dict:
     """How much of the real spread generated cells cover, per label (median over labels).
 
@@ -261,13 +312,19 @@ def run_case(
         train, test, reference, floor_pool = split(adata, seed)
         labels = test.obs[LABEL].astype(str).to_numpy()
         for key in generators:
-            generator = GENERATORS[key]()
+            clustered = key == "cfgen" and "cluster_resolution" in (model_kwargs or {})
+            if clustered:
+                generator = ClusterCFGenGenerator(f"CFGen[{variant}]")
+            else:
+                generator = GENERATORS[key]()
             if key == "cfgen" and variant:
                 generator.name = f"CFGen[{variant}]"
             if (name, seed, generator.name) in finished:
                 continue
             start = time.perf_counter()
-            if key == "cfgen":
+            if clustered:
+                generator.fit(train, seed, attributes, model_kwargs)
+            elif key == "cfgen":
                 fit_cfgen(
                     generator, train, seed, attributes, model_kwargs, train_kwargs, generate_kwargs
                 )
@@ -276,7 +333,9 @@ def run_case(
             fit_seconds = time.perf_counter() - start
             generated = generator.generate(labels, seed)
             extra = coverage(test, generated, labels)
-            if key == "cfgen" and name == "guidance200":
+            if clustered:
+                extra |= generator.cluster_summary()
+            elif key == "cfgen" and name == "guidance200":
                 extra |= guidance_shares(generator.model, train, seed)
             scores = metrics.evaluate(
                 test, generated, LABEL, reference=reference, floor=floor_pool, seed=seed

@@ -257,14 +257,20 @@ def measure_cfgen(path: Path, backed: bool = True) -> dict:
     return result
 
 
-def measure_cfgen_soma(path: Path) -> dict:
-    """CFGen trained through ``TileDBDataModule`` from the SOMA experiment at ``path``."""
+def measure_cfgen_soma(path: Path, io_batch_size: int | None = None) -> dict:
+    """CFGen trained through ``TileDBDataModule`` from the SOMA experiment at ``path``.
+
+    ``io_batch_size`` (cells read from disk at once by ``tiledbsoma_ml``; its default when
+    ``None``) bounds the data module's memory.
+    """
     import tiledbsoma as soma
     from scvi.dataloaders import TileDBDataModule
+    from tiledbsoma_ml.dataset import DEFAULT_IO_BATCH_SIZE
 
     import scvi_cfgen
 
     result = {}
+    dataset_kwargs = {} if io_batch_size is None else {"io_batch_size": io_batch_size}
     began = time.perf_counter()
     experiment = soma.Experiment.open(str(path))
     datamodule = TileDBDataModule(
@@ -277,12 +283,15 @@ def measure_cfgen_soma(path: Path) -> dict:
         split_seed=0,
         batch_column_names=["cell_type"],
         dataloader_kwargs={"num_workers": 0},
+        **dataset_kwargs,
     )
     registry = scvi_cfgen.CFGenModel.registry_from_datamodule(
         datamodule, attributes=["cell_type"], gene_names="var_id"
     )
     model = scvi_cfgen.CFGenModel(adata=None, registry=registry)
     result["setup_s"] = time.perf_counter() - began
+    result["io_batch_size"] = io_batch_size or DEFAULT_IO_BATCH_SIZE
+    result["setup_peak_rss_mb"] = peak_rss_mb()
     for stage, train in (("autoencoder", model.train_autoencoder), ("flow", model.train_flow)):
         timer = _epoch_timer()
         kwargs = {**_stage_kwargs(timer), "datamodule": datamodule}
@@ -291,6 +300,8 @@ def measure_cfgen_soma(path: Path) -> dict:
         train(**kwargs)
         result[f"{stage}_call_s"] = time.perf_counter() - began
         result[f"{stage}_epoch_s"] = timer.seconds[0]
+        result[f"{stage}_peak_rss_mb"] = peak_rss_mb()
+        result[f"{stage}_rss_mb"] = rss_mb()
     result["train_peak_rss_mb"] = peak_rss_mb()
     return result
 
@@ -312,12 +323,12 @@ def measure_scvi(path: Path) -> dict:
 WORKERS = {
     "cfgen": ("", lambda path: measure_cfgen(path, backed=True)),
     "cfgen_memory": ("memory_", lambda path: measure_cfgen(path, backed=False)),
-    "cfgen_soma": ("soma_", measure_cfgen_soma),
+    "cfgen_soma": ("soma_", lambda path, io_batch_size: measure_cfgen_soma(path, io_batch_size)),
     "scvi": ("scvi_", measure_scvi),
 }
 
 
-def worker(model: str, path: Path, result_path: Path) -> None:
+def worker(model: str, path: Path, result_path: Path, io_batch_size: int | None) -> None:
     import scvi
 
     import scvi_cfgen  # noqa: F401  (imported before the baseline memory is read)
@@ -325,19 +336,21 @@ def worker(model: str, path: Path, result_path: Path) -> None:
     scvi.settings.seed = 0
     prefix, measure = WORKERS[model]
     imported = rss_mb()
-    result = measure(path)
+    result = measure(path, io_batch_size) if model == "cfgen_soma" else measure(path)
     result["peak_rss_mb"] = peak_rss_mb()
     result["import_rss_mb"] = imported
     result_path.write_text(json.dumps({f"{prefix}{k}": v for k, v in result.items()}))
 
 
 # ------------------------------------------------------------------ driver
-def run_worker(model: str, path: Path, out: Path) -> dict:
+def run_worker(model: str, path: Path, out: Path, io_batch_size: int | None = None) -> dict:
     result_path = out / f"{path.stem}_{model}.json"
     log = out / f"{path.stem}_{model}.log"
     command = [sys.executable, str(Path(__file__).resolve()), "--worker", model]
     command += ["--h5ad", str(path)]
     command += ["--result", str(result_path)]
+    if io_batch_size is not None:
+        command += ["--io-batch-size", str(io_batch_size)]
     with log.open("w") as stream:
         done = subprocess.run(command, stdout=stream, stderr=subprocess.STDOUT, check=False)
     if done.returncode != 0:
@@ -360,6 +373,7 @@ def summarise(rows: pd.DataFrame) -> pd.DataFrame:
         for column in ("autoencoder_epoch_s", "flow_epoch_s", "autoencoder_call_s", "flow_call_s"):
             table[f"soma_{column}"] = rows[f"soma_{column}"]
         table["soma_train_peak_rss_mb"] = rows["soma_train_peak_rss_mb"]
+        table["soma_io_batch_size"] = rows.get("soma_io_batch_size")
     if "scvi_epoch_s" in rows:
         table["scvi_epoch_s"] = rows["scvi_epoch_s"]
         table["scvi_peak_rss_mb"] = rows["scvi_peak_rss_mb"]
@@ -385,12 +399,17 @@ def main() -> None:
         action="store_true",
         help="also train CFGen from the cells written as a TileDB-SOMA experiment ([soma] extra)",
     )
+    parser.add_argument(
+        "--io-batch-size",
+        type=int,
+        help="cells tiledbsoma_ml reads at once for --soma (default: its own, 65,536)",
+    )
     parser.add_argument("--worker", choices=list(WORKERS), help=argparse.SUPPRESS)
     parser.add_argument("--h5ad", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        worker(args.worker, args.h5ad, args.result)
+        worker(args.worker, args.h5ad, args.result, args.io_batch_size)
         return
 
     args.out.mkdir(parents=True, exist_ok=True)
@@ -402,7 +421,8 @@ def main() -> None:
         if args.in_memory:
             row.update(run_worker("cfgen_memory", path, args.out))
         if args.soma:
-            row.update(run_worker("cfgen_soma", soma_experiment(path), args.out))
+            experiment = soma_experiment(path)
+            row.update(run_worker("cfgen_soma", experiment, args.out, args.io_batch_size))
         if not args.skip_scvi:
             row.update(run_worker("scvi", path, args.out))
         rows.append(row)
