@@ -257,11 +257,33 @@ def measure_cfgen(path: Path, backed: bool = True) -> dict:
     return result
 
 
-def measure_cfgen_soma(path: Path, io_batch_size: int | None = None) -> dict:
+def soma_context(memory_budget_mb: int | None):
+    """A TileDB-SOMA context whose reads hold at most ``memory_budget_mb`` (``None``: TileDB's).
+
+    TileDB's default read budget (``sm.mem.total_budget``, 10 GB) lets a shuffled read, whose
+    cells lie all over the array, load most of the array's tiles at once; a budget bounds it.
+    A quarter of the budget goes to the result buffers (``soma.init_buffer_bytes``).
+    """
+    import tiledbsoma as soma
+
+    if memory_budget_mb is None:
+        return None
+    budget = memory_budget_mb * 2**20
+    return soma.SOMATileDBContext(
+        tiledb_config={
+            "sm.mem.total_budget": str(budget),
+            "soma.init_buffer_bytes": str(budget // 4),
+        }
+    )
+
+
+def measure_cfgen_soma(
+    path: Path, io_batch_size: int | None = None, memory_budget_mb: int | None = None
+) -> dict:
     """CFGen trained through ``TileDBDataModule`` from the SOMA experiment at ``path``.
 
-    ``io_batch_size`` (cells read from disk at once by ``tiledbsoma_ml``; its default when
-    ``None``) bounds the data module's memory.
+    ``io_batch_size``: cells read from disk at once by ``tiledbsoma_ml`` (its default when
+    ``None``); ``memory_budget_mb``: TileDB's read budget (:func:`soma_context`).
     """
     import tiledbsoma as soma
     from scvi.dataloaders import TileDBDataModule
@@ -272,7 +294,7 @@ def measure_cfgen_soma(path: Path, io_batch_size: int | None = None) -> dict:
     result = {}
     dataset_kwargs = {} if io_batch_size is None else {"io_batch_size": io_batch_size}
     began = time.perf_counter()
-    experiment = soma.Experiment.open(str(path))
+    experiment = soma.Experiment.open(str(path), context=soma_context(memory_budget_mb))
     datamodule = TileDBDataModule(
         experiment.axis_query("RNA"),
         layer_name="raw",
@@ -291,6 +313,7 @@ def measure_cfgen_soma(path: Path, io_batch_size: int | None = None) -> dict:
     model = scvi_cfgen.CFGenModel(adata=None, registry=registry)
     result["setup_s"] = time.perf_counter() - began
     result["io_batch_size"] = io_batch_size or DEFAULT_IO_BATCH_SIZE
+    result["tiledb_budget_mb"] = memory_budget_mb or float("nan")
     result["setup_peak_rss_mb"] = peak_rss_mb()
     for stage, train in (("autoencoder", model.train_autoencoder), ("flow", model.train_flow)):
         timer = _epoch_timer()
@@ -323,12 +346,12 @@ def measure_scvi(path: Path) -> dict:
 WORKERS = {
     "cfgen": ("", lambda path: measure_cfgen(path, backed=True)),
     "cfgen_memory": ("memory_", lambda path: measure_cfgen(path, backed=False)),
-    "cfgen_soma": ("soma_", lambda path, io_batch_size: measure_cfgen_soma(path, io_batch_size)),
+    "cfgen_soma": ("soma_", measure_cfgen_soma),
     "scvi": ("scvi_", measure_scvi),
 }
 
 
-def worker(model: str, path: Path, result_path: Path, io_batch_size: int | None) -> None:
+def worker(model: str, path: Path, result_path: Path, soma_options: dict) -> None:
     import scvi
 
     import scvi_cfgen  # noqa: F401  (imported before the baseline memory is read)
@@ -336,21 +359,22 @@ def worker(model: str, path: Path, result_path: Path, io_batch_size: int | None)
     scvi.settings.seed = 0
     prefix, measure = WORKERS[model]
     imported = rss_mb()
-    result = measure(path, io_batch_size) if model == "cfgen_soma" else measure(path)
+    result = measure(path, **soma_options) if model == "cfgen_soma" else measure(path)
     result["peak_rss_mb"] = peak_rss_mb()
     result["import_rss_mb"] = imported
     result_path.write_text(json.dumps({f"{prefix}{k}": v for k, v in result.items()}))
 
 
 # ------------------------------------------------------------------ driver
-def run_worker(model: str, path: Path, out: Path, io_batch_size: int | None = None) -> dict:
+def run_worker(model: str, path: Path, out: Path, soma_options: dict | None = None) -> dict:
     result_path = out / f"{path.stem}_{model}.json"
     log = out / f"{path.stem}_{model}.log"
     command = [sys.executable, str(Path(__file__).resolve()), "--worker", model]
     command += ["--h5ad", str(path)]
     command += ["--result", str(result_path)]
-    if io_batch_size is not None:
-        command += ["--io-batch-size", str(io_batch_size)]
+    for name, value in (soma_options or {}).items():
+        if value is not None:
+            command += [f"--{name.replace('_', '-')}", str(value)]
     with log.open("w") as stream:
         done = subprocess.run(command, stdout=stream, stderr=subprocess.STDOUT, check=False)
     if done.returncode != 0:
@@ -374,6 +398,7 @@ def summarise(rows: pd.DataFrame) -> pd.DataFrame:
             table[f"soma_{column}"] = rows[f"soma_{column}"]
         table["soma_train_peak_rss_mb"] = rows["soma_train_peak_rss_mb"]
         table["soma_io_batch_size"] = rows.get("soma_io_batch_size")
+        table["soma_tiledb_budget_mb"] = rows.get("soma_tiledb_budget_mb")
     if "scvi_epoch_s" in rows:
         table["scvi_epoch_s"] = rows["scvi_epoch_s"]
         table["scvi_peak_rss_mb"] = rows["scvi_peak_rss_mb"]
@@ -404,12 +429,19 @@ def main() -> None:
         type=int,
         help="cells tiledbsoma_ml reads at once for --soma (default: its own, 65,536)",
     )
+    parser.add_argument(
+        "--memory-budget-mb",
+        type=int,
+        help="TileDB read budget for --soma (sm.mem.total_budget; default: TileDB's, 10 GB)",
+    )
     parser.add_argument("--worker", choices=list(WORKERS), help=argparse.SUPPRESS)
     parser.add_argument("--h5ad", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        worker(args.worker, args.h5ad, args.result, args.io_batch_size)
+        soma_options = {"io_batch_size": args.io_batch_size}
+        soma_options["memory_budget_mb"] = args.memory_budget_mb
+        worker(args.worker, args.h5ad, args.result, soma_options)
         return
 
     args.out.mkdir(parents=True, exist_ok=True)
@@ -422,7 +454,9 @@ def main() -> None:
             row.update(run_worker("cfgen_memory", path, args.out))
         if args.soma:
             experiment = soma_experiment(path)
-            row.update(run_worker("cfgen_soma", experiment, args.out, args.io_batch_size))
+            options = {"io_batch_size": args.io_batch_size}
+            options["memory_budget_mb"] = args.memory_budget_mb
+            row.update(run_worker("cfgen_soma", experiment, args.out, options))
         if not args.skip_scvi:
             row.update(run_worker("scvi", path, args.out))
         rows.append(row)
