@@ -8,6 +8,7 @@ from helpers import TINY, make_marker_counts
 from lightning.pytorch import LightningDataModule
 
 import scvi_cfgen
+from scvi_cfgen.model._datamodule import DataModuleAdapter
 from scvi_cfgen.model._datamodule_passes import (
     fit_streamed_latent_statistics,
     streamed_latent_splitter,
@@ -32,6 +33,14 @@ def write_soma(adata: ad.AnnData, uri: str) -> str:
     return tiledbsoma_io.from_anndata(uri, counts_only, measurement_name="RNA")
 
 
+def open_bounded(uri: str):
+    """The experiment at ``uri`` read with a bounded TileDB memory budget (as docs/scale.md)."""
+    config = {"sm.mem.total_budget": str(2**27), "soma.init_buffer_bytes": str(2**25)}
+    return tiledbsoma.Experiment.open(
+        uri, context=tiledbsoma.SOMATileDBContext(tiledb_config=config)
+    )
+
+
 def tiledb_module(query, **kwargs) -> TileDBDataModule:
     arguments = {
         "layer_name": "raw",
@@ -52,7 +61,7 @@ def tiledb_module(query, **kwargs) -> TileDBDataModule:
 def soma(tmp_path_factory):
     adata = make_marker_counts(n_cells=240)
     uri = write_soma(adata, str(tmp_path_factory.mktemp("soma") / "experiment"))
-    experiment = tiledbsoma.Experiment.open(uri)
+    experiment = open_bounded(uri)
     yield adata, experiment
     experiment.close()
 
@@ -247,7 +256,7 @@ def test_unusable_data_modules_fail_before_training(soma, trained):
 def test_bad_counts_and_lone_cells_fail_before_training(tmp_path):
     adata = make_marker_counts(n_cells=60)
     adata.X = adata.X.astype(np.float32) * 0.5
-    experiment = tiledbsoma.Experiment.open(write_soma(adata, str(tmp_path / "halves")))
+    experiment = open_bounded(write_soma(adata, str(tmp_path / "halves")))
     datamodule = tiledb_module(experiment.axis_query("RNA"))
     model = scvi_cfgen.CFGenModel(adata=None, registry=datamodule.registry, **TINY)
     with pytest.raises(ValueError, match="non-integer values"):
@@ -255,8 +264,26 @@ def test_bad_counts_and_lone_cells_fail_before_training(tmp_path):
     assert model.trained_stages == []
 
     adata = make_marker_counts(n_cells=41)  # 33 training cells: two minibatches of 16 and 1
-    experiment = tiledbsoma.Experiment.open(write_soma(adata, str(tmp_path / "lone")))
+    experiment = open_bounded(write_soma(adata, str(tmp_path / "lone")))
     datamodule = tiledb_module(experiment.axis_query("RNA"), batch_size=16, train_size=0.8)
     model = scvi_cfgen.CFGenModel(adata=None, registry=datamodule.registry, **TINY)
     with pytest.raises(ValueError, match="minibatch of 1 cell"):
         model.train(datamodule=datamodule, max_epochs=1)
+
+
+def test_default_tiledb_read_budget_is_warned_about(soma, recwarn):
+    adata, experiment = soma
+    registry = tiledb_module(experiment.axis_query("RNA")).registry
+    model = scvi_cfgen.CFGenModel(adata=None, registry=registry, **TINY)
+
+    def adapt(query):
+        return DataModuleAdapter(
+            tiledb_module(query), model.attribute_categories, list(model.gene_names)
+        )
+
+    adapt(experiment.axis_query("RNA"))  # opened with a bounded budget: no warning
+    assert not [w for w in recwarn if "memory budget" in str(w.message)]
+    unbounded = tiledbsoma.Experiment.open(experiment.uri)
+    with pytest.warns(UserWarning, match=r"default memory budget \(sm.mem.total_budget = 10 GiB"):
+        adapt(unbounded.axis_query("RNA"))
+    unbounded.close()

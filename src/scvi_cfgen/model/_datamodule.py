@@ -11,6 +11,7 @@ with one code per CFGen attribute, in the model's category order.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -38,6 +39,8 @@ _FIELD_SEPARATORS = {
     "labels": "labels_colsep",
 }
 _DEFAULT_SEPARATOR = "//"
+#: TileDB's default memory budget of a read (``sm.mem.total_budget``, 10 GiB).
+TILEDB_DEFAULT_READ_BUDGET = 10 * 2**30
 
 
 @dataclass(frozen=True)
@@ -250,6 +253,34 @@ def datamodule_registry(
     return cfgen_registry(registry, coded_columns(datamodule), attributes, gene_names)
 
 
+def warn_unbounded_soma_reads(datamodule) -> None:
+    """Warn when a TileDB-SOMA data module reads with TileDB's default memory budget.
+
+    A shuffled minibatch read asks for cells spread over the whole array, and with its default
+    budget of 10 GiB TileDB may load most of the array's tiles for it: memory then grows with
+    the experiment's size rather than the read's. A budget set on the experiment's context
+    bounds it (``docs/scale.md``).
+    """
+    experiment = getattr(getattr(datamodule, "query", None), "experiment", None)
+    config = getattr(getattr(experiment, "context", None), "tiledb_config", None) or {}
+    try:
+        budget = int(config.get("sm.mem.total_budget", TILEDB_DEFAULT_READ_BUDGET))
+    except (TypeError, ValueError):
+        return
+    if experiment is not None and budget >= TILEDB_DEFAULT_READ_BUDGET:
+        warnings.warn(
+            "The SOMA experiment is read with TileDB's default memory budget "
+            f"(sm.mem.total_budget = {budget / 2**30:.0f} GiB), which lets shuffled reads hold "
+            "a share of the array that grows with its size (4.9 GB at the peak of training on "
+            "a million cells x 2,000 genes). Open the experiment with a bounded budget: "
+            "`tiledbsoma.Experiment.open(uri, context=tiledbsoma.SOMATileDBContext("
+            'tiledb_config={"sm.mem.total_budget": str(2**27), '
+            '"soma.init_buffer_bytes": str(2**25)}))`.',
+            UserWarning,
+            stacklevel=4,
+        )
+
+
 class DataModuleAdapter(LightningDataModule):
     """A Lightning data module that yields a scvi-tools data module's cells in CFGen's keys.
 
@@ -279,6 +310,7 @@ class DataModuleAdapter(LightningDataModule):
             )
         groups = coded_columns(datamodule)
         self._lookups = self._code_lookups(groups, attribute_categories)
+        warn_unbounded_soma_reads(datamodule)
         self.n_attributes = len(attribute_categories)
         # Set by the statistics pass over the training cells (``fit_streamed_data_statistics``).
         self.n_train: int | None = None
