@@ -218,8 +218,17 @@ class ClusterCFGenGenerator:
     def __init__(self, name: str):
         self.name = name
 
-    def fit(self, train: ad.AnnData, seed: int, attributes: list[str], model_kwargs: dict):
-        fit_cfgen(self, train, seed, [a for a in attributes if a != LABEL], model_kwargs)
+    def fit(
+        self,
+        train: ad.AnnData,
+        seed: int,
+        attributes: list[str],
+        model_kwargs: dict,
+        train_kwargs: dict | None = None,
+        generate_kwargs: dict | None = None,
+    ) -> None:
+        unlabelled = [a for a in attributes if a != LABEL]
+        fit_cfgen(self, train, seed, unlabelled, model_kwargs, train_kwargs, generate_kwargs)
         clusters = self.model.get_clusters().reindex(self.train_data.obs_names).astype(str)
         self.cluster_shares = pd.crosstab(
             self.train_data.obs[LABEL].astype(str), clusters, normalize="index"
@@ -233,7 +242,10 @@ class ClusterCFGenGenerator:
             shares = self.cluster_shares.loc[label]
             clusters[where] = rng.choice(shares.index.to_numpy(), size=len(where), p=shares)
         generated = self.model.generate(
-            conditions=pd.DataFrame({"cluster": clusters}), seed=seed, progress_bar=False
+            conditions=pd.DataFrame({"cluster": clusters}),
+            seed=seed,
+            progress_bar=False,
+            **self.generate_kwargs,
         )
         generated.obs[LABEL] = labels
         return generated
@@ -323,7 +335,7 @@ def run_case(
                 continue
             start = time.perf_counter()
             if clustered:
-                generator.fit(train, seed, attributes, model_kwargs)
+                generator.fit(train, seed, attributes, model_kwargs, train_kwargs, generate_kwargs)
             elif key == "cfgen":
                 fit_cfgen(
                     generator, train, seed, attributes, model_kwargs, train_kwargs, generate_kwargs

@@ -427,12 +427,14 @@ def main() -> None:
     parser.add_argument(
         "--io-batch-size",
         type=int,
-        help="cells tiledbsoma_ml reads at once for --soma (default: its own, 65,536)",
+        help="cells tiledbsoma_ml reads at once for --soma (default: its own, 65,536); results "
+        "are named by size only, so give each setting its own --out",
     )
     parser.add_argument(
         "--memory-budget-mb",
         type=int,
-        help="TileDB read budget for --soma (sm.mem.total_budget; default: TileDB's, 10 GB)",
+        help="TileDB read budget for --soma (sm.mem.total_budget; default: TileDB's, 10 GB); "
+        "give each setting its own --out",
     )
     parser.add_argument("--worker", choices=list(WORKERS), help=argparse.SUPPRESS)
     parser.add_argument("--h5ad", type=Path, help=argparse.SUPPRESS)

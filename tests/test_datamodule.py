@@ -284,6 +284,10 @@ def test_default_tiledb_read_budget_is_warned_about(soma, recwarn):
     adapt(experiment.axis_query("RNA"))  # opened with a bounded budget: no warning
     assert not [w for w in recwarn if "memory budget" in str(w.message)]
     unbounded = tiledbsoma.Experiment.open(experiment.uri)
-    with pytest.warns(UserWarning, match=r"default memory budget \(sm.mem.total_budget = 10 GiB"):
-        adapt(unbounded.axis_query("RNA"))
-    unbounded.close()
+    try:
+        with pytest.warns(
+            UserWarning, match=r"default memory budget \(sm.mem.total_budget = 10 GiB"
+        ):
+            adapt(unbounded.axis_query("RNA"))
+    finally:
+        unbounded.close()

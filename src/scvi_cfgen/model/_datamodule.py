@@ -277,7 +277,7 @@ def warn_unbounded_soma_reads(datamodule) -> None:
             'tiledb_config={"sm.mem.total_budget": str(2**27), '
             '"soma.init_buffer_bytes": str(2**25)}))`.',
             UserWarning,
-            stacklevel=4,
+            stacklevel=6,  # the user's train/train_autoencoder/train_flow call
         )
 
 
