@@ -289,5 +289,14 @@ def test_default_tiledb_read_budget_is_warned_about(soma, recwarn):
             UserWarning, match=r"default memory budget \(sm.mem.total_budget = 10 GiB"
         ):
             adapt(unbounded.axis_query("RNA"))
+        # raised where the user calls train, not inside the package
+        with pytest.warns(UserWarning, match="default memory budget") as caught:
+            model.train(
+                datamodule=tiledb_module(unbounded.axis_query("RNA")),
+                max_epochs=1,
+                enable_progress_bar=False,
+            )
+        budget_warnings = [w for w in caught if "memory budget" in str(w.message)]
+        assert [w.filename for w in budget_warnings] == [__file__]
     finally:
         unbounded.close()
