@@ -215,8 +215,7 @@ class ClusterCFGenGenerator:
 
     generate_kwargs: dict = {}
 
-    def __init__(self, name: str):
-        self.name = name
+    name = "CFGen[clusters]"
 
     def fit(
         self,
@@ -229,9 +228,9 @@ class ClusterCFGenGenerator:
     ) -> None:
         unlabelled = [a for a in attributes if a != LABEL]
         fit_cfgen(self, train, seed, unlabelled, model_kwargs, train_kwargs, generate_kwargs)
-        clusters = self.model.get_clusters().reindex(self.train_data.obs_names).astype(str)
+        self.clusters = self.model.get_clusters().reindex(self.train_data.obs_names).astype(str)
         self.cluster_shares = pd.crosstab(
-            self.train_data.obs[LABEL].astype(str), clusters, normalize="index"
+            self.train_data.obs[LABEL].astype(str), self.clusters, normalize="index"
         )
 
     def generate(self, labels: np.ndarray, seed: int) -> ad.AnnData:
@@ -254,11 +253,10 @@ class ClusterCFGenGenerator:
         """Clusters found and how well they match the labels (adjusted Rand index)."""
         from sklearn.metrics import adjusted_rand_score
 
-        clusters = self.model.get_clusters().reindex(self.train_data.obs_names).astype(str)
         return {
-            "n_clusters": int(clusters.nunique()),
+            "n_clusters": int(self.clusters.nunique()),
             "cluster_label_ari": float(
-                adjusted_rand_score(self.train_data.obs[LABEL].astype(str), clusters)
+                adjusted_rand_score(self.train_data.obs[LABEL].astype(str), self.clusters)
             ),
         }
 
@@ -325,10 +323,7 @@ def run_case(
         labels = test.obs[LABEL].astype(str).to_numpy()
         for key in generators:
             clustered = key == "cfgen" and "cluster_resolution" in (model_kwargs or {})
-            if clustered:
-                generator = ClusterCFGenGenerator(f"CFGen[{variant}]")
-            else:
-                generator = GENERATORS[key]()
+            generator = ClusterCFGenGenerator() if clustered else GENERATORS[key]()
             if key == "cfgen" and variant:
                 generator.name = f"CFGen[{variant}]"
             if (name, seed, generator.name) in finished:

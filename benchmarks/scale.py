@@ -277,25 +277,20 @@ def soma_context(memory_budget_mb: int | None):
     )
 
 
-def measure_cfgen_soma(
+def soma_datamodule(
     path: Path, io_batch_size: int | None = None, memory_budget_mb: int | None = None
-) -> dict:
-    """CFGen trained through ``TileDBDataModule`` from the SOMA experiment at ``path``.
+):
+    """``TileDBDataModule`` over the SOMA experiment at ``path`` (shuffled, 90 % training cells).
 
     ``io_batch_size``: cells read from disk at once by ``tiledbsoma_ml`` (its default when
     ``None``); ``memory_budget_mb``: TileDB's read budget (:func:`soma_context`).
     """
     import tiledbsoma as soma
     from scvi.dataloaders import TileDBDataModule
-    from tiledbsoma_ml.dataset import DEFAULT_IO_BATCH_SIZE
 
-    import scvi_cfgen
-
-    result = {}
     dataset_kwargs = {} if io_batch_size is None else {"io_batch_size": io_batch_size}
-    began = time.perf_counter()
     experiment = soma.Experiment.open(str(path), context=soma_context(memory_budget_mb))
-    datamodule = TileDBDataModule(
+    return TileDBDataModule(
         experiment.axis_query("RNA"),
         layer_name="raw",
         batch_size=BATCH_SIZE,
@@ -307,6 +302,19 @@ def measure_cfgen_soma(
         dataloader_kwargs={"num_workers": 0},
         **dataset_kwargs,
     )
+
+
+def measure_cfgen_soma(
+    path: Path, io_batch_size: int | None = None, memory_budget_mb: int | None = None
+) -> dict:
+    """CFGen trained through :func:`soma_datamodule` from the SOMA experiment at ``path``."""
+    from tiledbsoma_ml.dataset import DEFAULT_IO_BATCH_SIZE
+
+    import scvi_cfgen
+
+    result = {}
+    began = time.perf_counter()
+    datamodule = soma_datamodule(path, io_batch_size, memory_budget_mb)
     registry = scvi_cfgen.CFGenModel.registry_from_datamodule(
         datamodule, attributes=["cell_type"], gene_names="var_id"
     )
@@ -440,9 +448,8 @@ def main() -> None:
     parser.add_argument("--h5ad", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    soma_options = {"io_batch_size": args.io_batch_size, "memory_budget_mb": args.memory_budget_mb}
     if args.worker:
-        soma_options = {"io_batch_size": args.io_batch_size}
-        soma_options["memory_budget_mb"] = args.memory_budget_mb
         worker(args.worker, args.h5ad, args.result, soma_options)
         return
 
@@ -456,9 +463,7 @@ def main() -> None:
             row.update(run_worker("cfgen_memory", path, args.out))
         if args.soma:
             experiment = soma_experiment(path)
-            options = {"io_batch_size": args.io_batch_size}
-            options["memory_budget_mb"] = args.memory_budget_mb
-            row.update(run_worker("cfgen_soma", experiment, args.out, options))
+            row.update(run_worker("cfgen_soma", experiment, args.out, soma_options))
         if not args.skip_scvi:
             row.update(run_worker("scvi", path, args.out))
         rows.append(row)

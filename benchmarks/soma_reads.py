@@ -1,7 +1,7 @@
 """Peak memory of scvi-tools' ``TileDBDataModule`` loader alone, over one shuffled epoch.
 
 Separates what reading a TileDB-SOMA experiment costs from what training costs: the module is
-built as in ``scale.py --soma`` (batch size 256, 90 % training cells, shuffled), its training
+``scale.soma_datamodule``, the one ``scale.py --soma`` trains from, and its training
 loader is iterated once without a model, and the process's peak resident memory (``VmHWM``) is
 printed before and after, as one JSON line. ``--memory-budget-mb`` opens the experiment with a
 bounded TileDB read budget (``scale.soma_context``); ``--io-batch-size`` sets tiledbsoma-ml's
@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from scale import peak_rss_mb, soma_context
+from scale import peak_rss_mb, soma_datamodule
 
 
 def main() -> None:
@@ -30,25 +30,7 @@ def main() -> None:
     parser.add_argument("--io-batch-size", type=int)
     args = parser.parse_args()
 
-    import tiledbsoma as soma
-    from scvi.dataloaders import TileDBDataModule
-
-    experiment = soma.Experiment.open(
-        str(args.experiment), context=soma_context(args.memory_budget_mb)
-    )
-    options = {} if args.io_batch_size is None else {"io_batch_size": args.io_batch_size}
-    datamodule = TileDBDataModule(
-        experiment.axis_query("RNA"),
-        layer_name="raw",
-        batch_size=256,
-        shuffle=True,
-        seed=0,
-        train_size=0.9,
-        split_seed=0,
-        batch_column_names=["cell_type"],
-        dataloader_kwargs={"num_workers": 0},
-        **options,
-    )
+    datamodule = soma_datamodule(args.experiment, args.io_batch_size, args.memory_budget_mb)
     datamodule.setup()
     before = peak_rss_mb()
     began = time.perf_counter()
