@@ -338,38 +338,60 @@ def run_case(
             else:
                 generator.fit(train, seed)
             fit_seconds = time.perf_counter() - start
-            generated = generator.generate(labels, seed)
-            extra = coverage(test, generated, labels)
-            if clustered:
-                extra |= generator.cluster_summary()
-            elif key == "cfgen" and name == "guidance200":
-                extra |= guidance_shares(generator.model, train, seed)
-            scores = metrics.evaluate(
-                test, generated, LABEL, reference=reference, floor=floor_pool, seed=seed
-            ).assign(case=name, generator=generator.name, seed=seed)
-            append(scores, out / "scores.csv")
-            append(
-                pd.DataFrame(
-                    [
-                        {
-                            "case": name,
-                            "generator": generator.name,
-                            "seed": seed,
-                            "train_seconds": round(fit_seconds, 1),
-                            "epochs": getattr(generator, "epochs", ""),
-                            **extra,
-                        }
-                    ]
-                ),
-                out / "runs.csv",
-            )
-            overall = scores[(scores["label"] == "overall") & (scores["set"] == "generated")]
-            shown = overall[["c2st_auc", "wasserstein2", "zeros_w1", "log_variance_error"]]
-            print(
-                f"{name} seed {seed} {generator.name}: {fit_seconds:.0f} s "
-                f"{shown.round(4).to_dict('records')[0]} {extra}",
-                flush=True,
-            )
+            outputs = [(generator.name, generator.generate(labels, seed))]
+            if "keep_fraction" in getattr(generator, "generate_kwargs", {}):
+                # the same model without the filter: a paired comparison, one training run
+                filtered_kwargs = generator.generate_kwargs
+                generator.generate_kwargs = {
+                    k: v for k, v in filtered_kwargs.items() if k != "keep_fraction"
+                }
+                outputs.append((f"{generator.name} unfiltered", generator.generate(labels, seed)))
+                generator.generate_kwargs = filtered_kwargs
+            for output_name, generated in outputs:
+                extra = coverage(test, generated, labels)
+                if clustered:
+                    extra |= generator.cluster_summary()
+                elif key == "cfgen" and name == "guidance200":
+                    extra |= guidance_shares(generator.model, train, seed)
+                epochs = getattr(generator, "epochs", "")
+                run = (name, seed, output_name, fit_seconds, epochs)
+                record(run, test, generated, reference, floor_pool, out, extra)
+
+
+def record(
+    run: tuple[str, int, str, float, str],
+    test: ad.AnnData,
+    generated: ad.AnnData,
+    reference: ad.AnnData,
+    floor_pool: ad.AnnData,
+    out: Path,
+    extra: dict,
+) -> None:
+    """Score one generator's cells, append the scores and the run's row, print a line.
+
+    ``run`` is (case, seed, generator name, training seconds, epochs).
+    """
+    case, seed, generator_name, fit_seconds, epochs = run
+    scores = metrics.evaluate(
+        test, generated, LABEL, reference=reference, floor=floor_pool, seed=seed
+    ).assign(case=case, generator=generator_name, seed=seed)
+    append(scores, out / "scores.csv")
+    row = {
+        "case": case,
+        "generator": generator_name,
+        "seed": seed,
+        "train_seconds": round(fit_seconds, 1),
+        "epochs": epochs,
+        **extra,
+    }
+    append(pd.DataFrame([row]), out / "runs.csv")
+    overall = scores[(scores["label"] == "overall") & (scores["set"] == "generated")]
+    shown = overall[["c2st_auc", "wasserstein2", "zeros_w1", "log_variance_error"]]
+    print(
+        f"{case} seed {seed} {generator_name}: {fit_seconds:.0f} s "
+        f"{shown.round(4).to_dict('records')[0]} {extra}",
+        flush=True,
+    )
 
 
 RATIO_METRICS = ("wasserstein2", "zeros_w1", "log_variance_error", "log_mean_error")
