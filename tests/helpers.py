@@ -1,6 +1,9 @@
 """Small synthetic data and model sizes shared by the tests."""
 
+from pathlib import Path
+
 import anndata as ad
+import lightning.pytorch as pl
 import mudata as md
 import numpy as np
 import pandas as pd
@@ -74,3 +77,17 @@ def train_tiny_flow(adata: ad.AnnData, flow_epochs: int, **flow_plan_kwargs):
         plan_kwargs={"flow": flow_plan_kwargs},
     )
     return model
+
+
+class StepCounter(pl.Callback):
+    """Writes each process's optimiser steps and batches per epoch when a stage ends.
+
+    Lives here (an importable module) so that spawned DDP processes can unpickle it.
+    """
+
+    def __init__(self, directory: Path):
+        self.directory = Path(directory)
+
+    def on_train_end(self, trainer, pl_module):
+        with open(self.directory / f"rank{trainer.global_rank}.txt", "a") as file:
+            file.write(f"{trainer.global_step} {trainer.num_training_batches}\n")

@@ -1,9 +1,11 @@
 """Both stages train with 2 DDP processes on CPU (gloo) and the model then generates."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
-from helpers import TINY, make_marker_counts
+from helpers import TINY, StepCounter, make_marker_counts
 
 from scvi_cfgen import CFGenModel
 from scvi_cfgen.model._training_statistics import fit_data_statistics
@@ -24,9 +26,15 @@ def test_two_cpu_processes_train_both_stages_and_generate(tmp_path):
         devices=2,
         strategy="ddp_spawn_find_unused_parameters_true",
         enable_progress_bar=False,
+        callbacks=[StepCounter(tmp_path)],
     )
     assert model.trained_stages == ["autoencoder", "flow"]
     assert len(model.history_["train_loss_flow"]) == 2
+    # each process trains on its half of the cells (what the step budgets count on)
+    per_process = math.ceil(math.ceil(len(model.train_indices) / 2) / 32)
+    for rank in (0, 1):
+        lines = (tmp_path / f"rank{rank}.txt").read_text().split()
+        assert [int(n) for n in lines] == [2 * per_process, per_process] * 2  # both stages
     # statistics come from the training cells once, in the main process
     single = CFGenModel(adata, **TINY)
     fit_data_statistics(single, np.asarray(model.train_indices))

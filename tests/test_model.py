@@ -1,4 +1,5 @@
 import copy
+import math
 
 import numpy as np
 import pandas as pd
@@ -341,8 +342,12 @@ class _RecordingRunner:
         return None
 
 
-@pytest.mark.parametrize(("n_cells", "batch_size"), [(300, 32), (2400, 128)])
-def test_default_schedule_is_counted_in_optimiser_steps(n_cells, batch_size):
+@pytest.mark.parametrize(
+    ("n_cells", "batch_size", "devices", "num_nodes"),
+    [(300, 32, 1, 1), (2400, 128, 1, 1), (2400, 128, 2, 1), (300, 32, 2, 2)],
+)
+def test_default_schedule_is_counted_in_optimiser_steps(n_cells, batch_size, devices, num_nodes):
+    """Budgets and patience hold the same optimiser steps per process on any number of them."""
     from scvi_cfgen.model import _schedule
 
     adata = make_marker_counts(n_cells=n_cells)
@@ -350,11 +355,16 @@ def test_default_schedule_is_counted_in_optimiser_steps(n_cells, batch_size):
     model = scvi_cfgen.CFGenModel(adata, **TINY)
     model._train_runner_cls = _RecordingRunner
     _RecordingRunner.calls = []
-    model.train(batch_size=batch_size)
+    distributed = {"accelerator": "cpu", "devices": devices}
+    if num_nodes > 1:
+        distributed["num_nodes"] = num_nodes
+    model.train(batch_size=batch_size, **distributed)
     autoencoder, flow = _RecordingRunner.calls
     n_train = len(autoencoder["splitter"].train_idx)
     n_val = len(autoencoder["splitter"].val_idx)
-    steps = -(-n_train // batch_size)
+    # DDP gives each of devices x nodes processes its own share of the training cells
+    processes = devices * num_nodes
+    steps = math.ceil(math.ceil(n_train / batch_size) / processes)
     # at least 200 validation cells where that is at most 20 % of the cells, else 10 %
     assert n_val >= min(200, int(0.2 * n_cells)) - 1
     assert n_val <= max(0.2 * n_cells, 0.1 * n_cells + 2) + 1
@@ -363,6 +373,8 @@ def test_default_schedule_is_counted_in_optimiser_steps(n_cells, batch_size):
         patience = _patience(call)
         assert patience == max(2, -(-_schedule.EARLY_STOPPING_PATIENCE_STEPS // steps))
     assert flow["plan"].lr_patience == max(2, -(-_schedule.LR_PATIENCE_STEPS // steps))
+    if processes > 1:
+        return
     # explicit values still win
     _RecordingRunner.calls = []
     model.train(max_epochs=7, early_stopping_patience=3, plan_kwargs={"flow": {"lr_patience": 4}})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from scvi_cfgen.train._callbacks import (
     EpochCheckpoint,
     FaultGuard,
@@ -57,3 +59,29 @@ def stage_trainer_kwargs(
             kwargs.setdefault("ckpt_path", checkpoints.resume_from(stage))
     kwargs["callbacks"] = callbacks
     return kwargs, guard
+
+
+def data_parallel_processes(
+    accelerator: str, devices: int | list[int] | str, trainer_kwargs: dict
+) -> int:
+    """Processes that share each epoch's cells: devices per node x ``num_nodes``.
+
+    Under DDP each process draws its own share of the cells, so an epoch holds fewer optimiser
+    steps per process than on one device; budgets and patience counted in steps must use the
+    per-process count.
+    """
+    from scvi.model._utils import parse_device_args
+
+    _, lightning_devices, _ = parse_device_args(accelerator, devices, return_device="torch")
+    if isinstance(lightning_devices, str):
+        n_devices = len([d for d in lightning_devices.split(",") if d.strip()])
+    elif isinstance(lightning_devices, (list, tuple)):
+        n_devices = len(lightning_devices)
+    else:
+        n_devices = int(lightning_devices)
+    return max(1, n_devices) * max(1, int(trainer_kwargs.get("num_nodes", 1)))
+
+
+def steps_per_process(n_steps: int, n_processes: int) -> int:
+    """Optimiser steps per epoch of each of ``n_processes`` processes sharing ``n_steps``."""
+    return max(1, math.ceil(n_steps / n_processes))

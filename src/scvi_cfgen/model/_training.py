@@ -24,7 +24,7 @@ from ._clusters import cluster_snapshot, drop_clusters, restore_clusters
 from ._flow_conditioning import drop_clusters_of_other_cells, prepare_flow_conditioning
 from ._model_state import trained_stages
 from ._schedule import LR_PATIENCE_STEPS, MAX_STEPS, MIN_PATIENCE_EPOCHS, epochs_for_steps
-from ._stage_trainer import stage_trainer_kwargs
+from ._stage_trainer import data_parallel_processes, stage_trainer_kwargs, steps_per_process
 from ._training_arguments import stage_settings
 from ._training_split import (
     fit_split_data_statistics,
@@ -87,7 +87,8 @@ class TrainingMixin:
         max_epochs
             Epochs per stage: one number for both, or ``{"autoencoder": n, "flow": m}``.
             Default: enough epochs for 20,000 optimiser steps per stage, whatever the number of
-            cells; early stopping usually ends both sooner.
+            cells or of DDP processes (each trains on its share of the cells, so steps are
+            counted per process); early stopping usually ends both sooner.
         accelerator, devices
             Passed to Lightning (``"auto"`` uses a GPU when there is one). For several devices
             pass a DDP strategy in ``trainer_kwargs``, as for scvi-tools models:
@@ -387,6 +388,9 @@ class TrainingMixin:
         if stage == "flow" and self._flow_on_latent_table:
             data = flow_table_split(self, splitter)
         n_steps, n_val = split_sizes(data)
+        n_steps = steps_per_process(
+            n_steps, data_parallel_processes(accelerator, devices, trainer_kwargs)
+        )
         if max_epochs is None:
             max_epochs = epochs_for_steps(MAX_STEPS[stage], n_steps)
         kwargs = dict(trainer_kwargs)
