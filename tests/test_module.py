@@ -173,6 +173,25 @@ def test_ot_pairing_is_a_permutation_with_lower_cost():
     assert (paired - z1).pow(2).sum() < (z0 - z1).pow(2).sum()
 
 
+def test_ot_pairing_within_groups_keeps_each_groups_noise():
+    """Each condition's cells are paired with their own noise, which stays standard normal."""
+    torch.manual_seed(0)
+    groups = torch.arange(128) % 2
+    z1 = torch.randn(128, 4) + torch.where(groups[:, None] == 0, -4.0, 4.0)
+    z0 = torch.randn(128, 4)
+    paired = ot_pair_noise(z0, z1, groups)
+    for group in (0, 1):
+        members = groups == group
+        assert sorted(map(tuple, paired[members].tolist())) == sorted(
+            map(tuple, z0[members].tolist())
+        )
+    assert (paired - z1).pow(2).sum() < (z0 - z1).pow(2).sum()
+    # across groups, OT hands each group the half of the Gaussian nearest its cells
+    shared = ot_pair_noise(z0, z1)
+    assert shared[groups == 0].mean() < -0.3 < 0.3 < shared[groups == 1].mean()
+    assert abs(paired[groups == 0].mean()) < 0.2
+
+
 class RecordingField(torch.nn.Module):
     """A velocity field that predicts zero and keeps what it was given."""
 
@@ -192,7 +211,8 @@ def test_ot_coupling_keeps_each_cells_latent_conditions_and_size_together():
     zt, t, seen_codes, seen_size = flow.velocity_field.seen
     target = loss.detach()  # the field predicts 0, so the loss is the target's mean square
     noise = torch.randn(32, 5, generator=torch.Generator().manual_seed(1))
-    paired = ot_pair_noise(noise, z1)
+    groups = torch.unique(codes, dim=0, return_inverse=True)[1]
+    paired = ot_pair_noise(noise, z1, groups)
     expected_zt = t[:, None] * z1 + (1 - t[:, None]) * paired
     kept = seen_codes != flow.null_codes  # the "single" scheme nulls attributes, never swaps
     assert kept.any(dim=1).all()

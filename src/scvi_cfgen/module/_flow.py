@@ -42,7 +42,8 @@ class LatentFlow(nn.Module):
     sigma_min
         Width of the linear Gaussian path at ``t = 1`` (non-negative).
     coupling
-        ``"independent"`` noise-data pairs or minibatch exact ``"ot"`` pairs (POT).
+        ``"independent"`` noise-data pairs or minibatch exact ``"ot"`` pairs (POT), solved
+        within each combination of conditions.
     """
 
     def __init__(
@@ -102,14 +103,16 @@ class LatentFlow(nn.Module):
     ) -> torch.Tensor:
         """Per-cell conditional flow matching loss for standardised latents ``z1``.
 
-        Noise is paired with ``z1`` (independently or by exact minibatch OT, which permutes only
-        the noise so each cell keeps its own codes and size factor), a time is drawn per cell,
+        Noise is paired with ``z1`` (independently or by exact minibatch OT within each
+        combination of codes, which permutes only the noise so each cell keeps its own codes and
+        size factor, and each condition's noise stays standard normal), a time is drawn per cell,
         conditions are dropped per cell to a learned null, and the field regresses the path's
         velocity. ``generator`` makes every draw reproducible (common random numbers).
         """
         z0 = torch.randn(z1.shape, device=z1.device, generator=generator)
         if self.coupling == "ot":
-            z0 = ot_pair_noise(z0, z1)
+            groups = torch.unique(codes, dim=0, return_inverse=True)[1] if codes.shape[1] else None
+            z0 = ot_pair_noise(z0, z1, groups)
         t = torch.rand(z1.shape[0], device=z1.device, generator=generator)
         zt, target = self.path.sample(z0, z1, t)
         codes = drop_conditions(

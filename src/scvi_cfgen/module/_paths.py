@@ -29,14 +29,33 @@ class LinearGaussianPath:
         return zt, target
 
 
-def ot_pair_noise(z0: torch.Tensor, z1: torch.Tensor) -> torch.Tensor:
+def ot_pair_noise(
+    z0: torch.Tensor, z1: torch.Tensor, groups: torch.Tensor | None = None
+) -> torch.Tensor:
     """Reorder noise ``z0`` so that ``z0[j]`` is the exact-OT partner of ``z1[j]``.
 
     Only the noise is permuted, so every data point keeps its own attributes and size factor
-    (the published code re-paired latents without their labels).
+    (the published code re-paired latents without their labels). With ``groups`` (one integer
+    per cell, e.g. its combination of conditions) the pairing is solved within each group, and
+    noise only moves between cells of the same group: the noise paired with a condition's cells
+    then stays a standard normal sample, as the noise the conditional field starts from at
+    generation. Pairing across conditions would hand each condition the part of the Gaussian
+    nearest its cells, and generation from the whole Gaussian would then start where that
+    condition's field was never trained.
     """
+    if groups is None:
+        return z0[_ot_partners(z0, z1)]
+    paired = z0.clone()
+    for group in torch.unique(groups):
+        members = torch.nonzero(groups == group).flatten()
+        if len(members) > 1:
+            paired[members] = z0[members][_ot_partners(z0[members], z1[members])]
+    return paired
+
+
+def _ot_partners(z0: torch.Tensor, z1: torch.Tensor) -> torch.Tensor:
+    """Index of the noise row that exact OT pairs with each row of ``z1``."""
     cost = torch.cdist(z0.detach().float(), z1.detach().float()).pow(2).cpu().numpy()
     n0, n1 = cost.shape
     plan = ot.emd(np.full(n0, 1.0 / n0), np.full(n1, 1.0 / n1), cost.astype(np.float64))
-    partner = torch.as_tensor(plan.argmax(axis=0), device=z0.device)
-    return z0[partner]
+    return torch.as_tensor(plan.argmax(axis=0), device=z0.device)
