@@ -326,7 +326,9 @@ def run_case(
             generator = ClusterCFGenGenerator() if clustered else GENERATORS[key]()
             if key == "cfgen" and variant:
                 generator.name = f"CFGen[{variant}]"
-            if (name, seed, generator.name) in finished:
+            paired = "keep_fraction" in (generate_kwargs or {}) and key == "cfgen"
+            wanted = [generator.name] + ([f"{generator.name} unfiltered"] if paired else [])
+            if all((name, seed, row) in finished for row in wanted):
                 continue
             start = time.perf_counter()
             if clustered:
@@ -339,14 +341,15 @@ def run_case(
                 generator.fit(train, seed)
             fit_seconds = time.perf_counter() - start
             outputs = [(generator.name, generator.generate(labels, seed))]
-            if "keep_fraction" in getattr(generator, "generate_kwargs", {}):
-                # the same model without the filter: a paired comparison, one training run
+            if paired:  # the same model without the filter: a paired comparison, one training
                 filtered_kwargs = generator.generate_kwargs
                 generator.generate_kwargs = {
                     k: v for k, v in filtered_kwargs.items() if k != "keep_fraction"
                 }
-                outputs.append((f"{generator.name} unfiltered", generator.generate(labels, seed)))
-                generator.generate_kwargs = filtered_kwargs
+                try:
+                    outputs.append((wanted[1], generator.generate(labels, seed)))
+                finally:
+                    generator.generate_kwargs = filtered_kwargs
             for output_name, generated in outputs:
                 extra = coverage(test, generated, labels)
                 if clustered:
@@ -496,7 +499,10 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     names = {GENERATORS[key].name for key in args.rerun}
     if args.variant and "cfgen" in args.rerun:
-        names = (names - {"CFGen"}) | {f"CFGen[{args.variant}]"}
+        names = (names - {"CFGen"}) | {
+            f"CFGen[{args.variant}]",
+            f"CFGen[{args.variant}] unfiltered",
+        }
     for file in ("scores.csv", "runs.csv"):
         path = args.out / file
         if names and path.exists():

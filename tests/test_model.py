@@ -426,3 +426,13 @@ def test_default_latent_size_is_kept_by_a_saved_model(tmp_path):
     large = make_marker_counts(n_cells=900, n_genes=20)
     loaded = CFGenModel.load(tmp_path / "model", adata=large)
     assert loaded.module.n_latent == model.module.n_latent == 12
+
+
+def test_data_parallel_processes_count_devices_nodes_and_sampler():
+    from scvi_cfgen.model._stage_trainer import data_parallel_processes
+
+    assert data_parallel_processes("cpu", 2, {}) == 2
+    assert data_parallel_processes("cpu", 2, {"num_nodes": 3}) == 6
+    assert data_parallel_processes("cpu", "auto", {"num_nodes": None}) == 1
+    # without Lightning's distributed sampler every process reads every cell
+    assert data_parallel_processes("cpu", 2, {"use_distributed_sampler": False}) == 1

@@ -97,7 +97,9 @@ class CFGenModel(
         Width of the linear Gaussian probability path at ``t = 1``.
     coupling
         ``"independent"`` noise/latent pairs, or minibatch exact optimal-transport pairs
-        (``"ot"``, POT), which keep each cell's attributes attached to it. Default:
+        (``"ot"``, POT), solved within each combination of attributes (so each condition's noise
+        stays standard normal) and keeping each cell's attributes attached to it; with many
+        combinations and few cells each, most groups hold one cell and OT pairs little. Default:
         ``"independent"``, and ``"ot"`` with ``latent="genes"`` (cellFlow's OT-CFM).
     n_hidden_atac
         ATAC encoder hidden sizes (decoder mirrored; paper: ``(1024, 512)``). Only used with

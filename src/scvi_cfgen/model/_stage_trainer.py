@@ -66,20 +66,21 @@ def data_parallel_processes(
 ) -> int:
     """Processes that share each epoch's cells: devices per node x ``num_nodes``.
 
-    Under DDP each process draws its own share of the cells, so an epoch holds fewer optimiser
-    steps per process than on one device; budgets and patience counted in steps must use the
-    per-process count.
+    Under DDP each process draws its own share of the cells (Lightning's distributed sampler;
+    TileDB-SOMA's loader shards by rank too), so an epoch holds fewer optimiser steps per
+    process than on one device; budgets and patience counted in steps must use the per-process
+    count. With ``use_distributed_sampler=False`` every process reads every cell.
     """
     from scvi.model._utils import parse_device_args
 
+    if trainer_kwargs.get("use_distributed_sampler") is False:  # every process reads it all
+        return 1
     _, lightning_devices, _ = parse_device_args(accelerator, devices, return_device="torch")
-    if isinstance(lightning_devices, str):
-        n_devices = len([d for d in lightning_devices.split(",") if d.strip()])
-    elif isinstance(lightning_devices, (list, tuple)):
+    if isinstance(lightning_devices, (list, tuple)):
         n_devices = len(lightning_devices)
     else:
         n_devices = int(lightning_devices)
-    return max(1, n_devices) * max(1, int(trainer_kwargs.get("num_nodes", 1)))
+    return max(1, n_devices) * max(1, int(trainer_kwargs.get("num_nodes") or 1))
 
 
 def steps_per_process(n_steps: int, n_processes: int) -> int:

@@ -75,7 +75,8 @@ class CFGenModule(BaseModuleClass):
     sigma_min
         Width of the linear Gaussian path at ``t = 1``.
     coupling
-        ``"independent"`` noise-data pairs or minibatch exact ``"ot"`` pairs.
+        ``"independent"`` noise-data pairs or minibatch exact ``"ot"`` pairs, solved within each
+        combination of conditions.
     n_input_atac
         Number of ATAC peaks (0: no ATAC modality).
     n_hidden_atac
