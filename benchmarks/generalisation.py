@@ -350,13 +350,14 @@ def run_case(
                     outputs.append((wanted[1], generator.generate(labels, seed)))
                 finally:
                     generator.generate_kwargs = filtered_kwargs
+            model_extra = {}  # properties of the trained model, shared by its outputs
+            if clustered:
+                model_extra = generator.cluster_summary()
+            elif key == "cfgen" and name == "guidance200":
+                model_extra = guidance_shares(generator.model, train, seed)
+            epochs = getattr(generator, "epochs", "")
             for output_name, generated in outputs:
-                extra = coverage(test, generated, labels)
-                if clustered:
-                    extra |= generator.cluster_summary()
-                elif key == "cfgen" and name == "guidance200":
-                    extra |= guidance_shares(generator.model, train, seed)
-                epochs = getattr(generator, "epochs", "")
+                extra = coverage(test, generated, labels) | model_extra
                 run = (name, seed, output_name, fit_seconds, epochs)
                 record(run, test, generated, reference, floor_pool, out, extra)
 

@@ -192,7 +192,7 @@ def test_ot_pairing_within_groups_keeps_each_groups_noise():
     for group in (0, 1):  # each group's pairing is its own exact OT pairing
         members = groups == group
         assert torch.equal(paired[members], ot_pair_noise(z0[members], z1[members]))
-    # a cell alone in its group keeps its own noise; no conditions: one pairing for all
+    # a cell alone in its group keeps its own noise
     alone = torch.cat([groups[:-1], torch.tensor([2])])
     assert torch.equal(ot_pair_noise(z0, z1, alone)[-1], z0[-1])
 
