@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 from scvi_cfgen.train._callbacks import (
     EpochCheckpoint,
@@ -12,7 +13,13 @@ from scvi_cfgen.train._callbacks import (
 )
 
 from ._checkpoints import TrainingCheckpoints
-from ._schedule import EARLY_STOPPING_PATIENCE_STEPS, MIN_PATIENCE_EPOCHS, epochs_for_steps
+from ._schedule import (
+    EARLY_STOPPING_PATIENCE_STEPS,
+    LR_PATIENCE_STEPS,
+    MAX_STEPS,
+    MIN_PATIENCE_EPOCHS,
+    epochs_for_steps,
+)
 
 
 def stage_trainer_kwargs(
@@ -86,3 +93,40 @@ def data_parallel_processes(
 def steps_per_process(n_steps: int, n_processes: int) -> int:
     """Optimiser steps per epoch of each of ``n_processes`` processes sharing ``n_steps``."""
     return max(1, math.ceil(n_steps / n_processes))
+
+
+def stage_schedule(
+    stage: str,
+    n_steps: int,
+    n_validation: int,
+    max_epochs: int | None,
+    plan_kwargs: dict,
+    early_stopping: bool,
+    n_processes: int,
+) -> tuple[int, dict, bool, int]:
+    """A stage's budget and schedules in epochs, from its default settings in optimiser steps.
+
+    ``n_steps`` is the split's steps per epoch on one process. Returns the epochs at most, the
+    plan's keyword arguments (the flow's learning-rate patience added), whether early stopping
+    stays on (not without validation cells) and the steps per epoch of each process.
+    """
+    n_steps = steps_per_process(n_steps, n_processes)
+    if max_epochs is None:
+        max_epochs = epochs_for_steps(MAX_STEPS[stage], n_steps)
+    plan_kwargs = dict(plan_kwargs)
+    if stage == "flow":
+        plan_kwargs.setdefault(
+            "lr_patience", epochs_for_steps(LR_PATIENCE_STEPS, n_steps, MIN_PATIENCE_EPOCHS)
+        )
+    if n_validation == 0:
+        if early_stopping:
+            warnings.warn(
+                "No validation cells (train_size=1.0): early stopping and the flow's "
+                "learning-rate schedule on validation loss are off.",
+                UserWarning,
+                stacklevel=4,
+            )
+        early_stopping = False
+        if stage == "flow":
+            plan_kwargs.setdefault("reduce_lr_on_plateau", False)
+    return max_epochs, plan_kwargs, early_stopping, n_steps

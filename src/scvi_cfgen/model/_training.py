@@ -6,7 +6,6 @@ import copy
 import logging
 import signal
 import threading
-import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -23,8 +22,7 @@ from ._checkpoints import TrainingCheckpoints
 from ._clusters import cluster_snapshot, drop_clusters, restore_clusters
 from ._flow_conditioning import drop_clusters_of_other_cells, prepare_flow_conditioning
 from ._model_state import trained_stages
-from ._schedule import LR_PATIENCE_STEPS, MAX_STEPS, MIN_PATIENCE_EPOCHS, epochs_for_steps
-from ._stage_trainer import data_parallel_processes, stage_trainer_kwargs, steps_per_process
+from ._stage_trainer import data_parallel_processes, stage_schedule, stage_trainer_kwargs
 from ._training_arguments import stage_settings
 from ._training_split import (
     fit_split_data_statistics,
@@ -388,28 +386,11 @@ class TrainingMixin:
         if stage == "flow" and self._flow_on_latent_table:
             data = flow_table_split(self, splitter)
         n_steps, n_val = split_sizes(data)
-        n_steps = steps_per_process(
-            n_steps, data_parallel_processes(accelerator, devices, trainer_kwargs)
+        n_processes = data_parallel_processes(accelerator, devices, trainer_kwargs)
+        max_epochs, plan_kwargs, early_stopping, n_steps = stage_schedule(
+            stage, n_steps, n_val, max_epochs, plan_kwargs, early_stopping, n_processes
         )
-        if max_epochs is None:
-            max_epochs = epochs_for_steps(MAX_STEPS[stage], n_steps)
         kwargs = dict(trainer_kwargs)
-        plan_kwargs = dict(plan_kwargs)
-        if stage == "flow":
-            plan_kwargs.setdefault(
-                "lr_patience", epochs_for_steps(LR_PATIENCE_STEPS, n_steps, MIN_PATIENCE_EPOCHS)
-            )
-        if n_val == 0:
-            if early_stopping:
-                warnings.warn(
-                    "No validation cells (train_size=1.0): early stopping and the flow's "
-                    "learning-rate schedule on validation loss are off.",
-                    UserWarning,
-                    stacklevel=3,
-                )
-            early_stopping = False
-            if stage == "flow":
-                plan_kwargs.setdefault("reduce_lr_on_plateau", False)
         kwargs, guard = stage_trainer_kwargs(
             stage,
             kwargs,
