@@ -87,7 +87,9 @@ def test_independent_coupling_can_be_chosen(marker_adata):
     CFGenModel.setup_anndata(marker_adata, categorical_covariate_keys=["cell_type"])
     model = CFGenModel(marker_adata, **GENES_TINY, latent="genes", coupling="independent")
     assert model.module.flow.coupling == "independent"
-    assert CFGenModel(marker_adata, **TINY).module.flow.coupling == "independent"
+    assert CFGenModel(marker_adata, **TINY).module.flow.coupling == "ot"
+    chosen = CFGenModel(marker_adata, **TINY, coupling="independent")
+    assert chosen.module.flow.coupling == "independent"
     assert CFGenModel(marker_adata, **TINY).module.n_latent == TINY["n_latent"]
 
 

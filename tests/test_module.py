@@ -173,6 +173,17 @@ def test_ot_pairing_is_a_permutation_with_lower_cost():
     assert (paired - z1).pow(2).sum() < (z0 - z1).pow(2).sum()
 
 
+def test_ot_pairing_reaches_the_exact_ot_cost_of_pot():
+    ot = pytest.importorskip("ot")
+    torch.manual_seed(1)
+    z0, z1 = torch.randn(50, 6), torch.randn(50, 6) * 2 + 1
+    paired = ot_pair_noise(z0, z1)
+    cost = torch.cdist(z0, z1).pow(2).double().numpy()
+    optimum = ot.emd2(np.full(50, 1 / 50), np.full(50, 1 / 50), cost) * 50
+    assert (paired - z1).pow(2).sum().item() == pytest.approx(optimum, rel=1e-5)
+    assert (z0 - z1).pow(2).sum().item() > 1.2 * optimum
+
+
 def test_ot_pairing_within_groups_keeps_each_groups_noise():
     """Each condition's cells are paired with their own noise, which stays standard normal."""
     torch.manual_seed(0)

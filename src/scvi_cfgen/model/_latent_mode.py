@@ -36,7 +36,7 @@ def latent_settings(
         raise ValueError(f"`latent` must be one of {LATENT_SPACES}, not {latent!r}.")
     if latent == "bottleneck":
         size = default_latent_size(n_cells) if n_latent is None else n_latent
-        return size, (coupling or "independent")
+        return size, (coupling or "ot")
     if n_genes == 0 or n_peaks > 0:
         raise ValueError(
             "`latent='genes'` (cellFlow mode) models RNA counts only: register an AnnData (or "

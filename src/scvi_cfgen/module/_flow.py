@@ -42,8 +42,8 @@ class LatentFlow(nn.Module):
     sigma_min
         Width of the linear Gaussian path at ``t = 1`` (non-negative).
     coupling
-        ``"independent"`` noise-data pairs or minibatch exact ``"ot"`` pairs (POT), solved
-        within each combination of conditions.
+        ``"independent"`` noise-data pairs or minibatch exact ``"ot"`` pairs (an assignment
+        solved by scipy on the CPU) within each combination of conditions.
     """
 
     def __init__(

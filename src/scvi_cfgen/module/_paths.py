@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-import ot
 import torch
+from scipy.optimize import linear_sum_assignment
 
 
 class LinearGaussianPath:
@@ -54,8 +54,14 @@ def ot_pair_noise(
 
 
 def _ot_partners(z0: torch.Tensor, z1: torch.Tensor) -> torch.Tensor:
-    """Index of the noise row that exact OT pairs with each row of ``z1``."""
+    """Index of the noise row that exact OT pairs with each row of ``z1``.
+
+    Exact OT between two equal-size uniform point clouds is an assignment problem (an optimal
+    plan is a permutation), solved by scipy's Jonker-Volgenant ``linear_sum_assignment``: the
+    same pairing cost as POT's network simplex (``ot.emd``) in about half the time.
+    """
     cost = torch.cdist(z0.detach().float(), z1.detach().float()).pow(2).cpu().numpy()
-    n0, n1 = cost.shape
-    plan = ot.emd(np.full(n0, 1.0 / n0), np.full(n1, 1.0 / n1), cost.astype(np.float64))
-    return torch.as_tensor(plan.argmax(axis=0), device=z0.device)
+    noise_rows, data_rows = linear_sum_assignment(cost)
+    partners = np.empty(len(data_rows), dtype=np.int64)
+    partners[data_rows] = noise_rows
+    return torch.as_tensor(partners, device=z0.device)
