@@ -83,13 +83,16 @@ def test_guidance_transfer_and_save_load(cellflow, tmp_path):
     np.testing.assert_array_equal(weighted.X.toarray(), again.X.toarray())
 
 
-def test_independent_coupling_can_be_chosen(marker_adata):
+def test_independent_coupling_can_be_chosen_and_is_kept_by_saved_models(marker_adata, tmp_path):
     CFGenModel.setup_anndata(marker_adata, categorical_covariate_keys=["cell_type"])
     model = CFGenModel(marker_adata, **GENES_TINY, latent="genes", coupling="independent")
     assert model.module.flow.coupling == "independent"
     assert CFGenModel(marker_adata, **TINY).module.flow.coupling == "ot"
     chosen = CFGenModel(marker_adata, **TINY, coupling="independent")
     assert chosen.module.flow.coupling == "independent"
+    # the resolved coupling is saved, so a model saved under another default keeps its own
+    chosen.save(tmp_path / "model")
+    assert CFGenModel.load(tmp_path / "model").module.flow.coupling == "independent"
     assert CFGenModel(marker_adata, **TINY).module.n_latent == TINY["n_latent"]
 
 
