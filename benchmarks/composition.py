@@ -356,7 +356,8 @@ def main() -> None:
     parser.add_argument(
         "--no-scvi",
         action="store_true",
-        help="leave scVI out (e.g. to rerun CFGen after a change; scVI's rows do not change)",
+        help="leave scVI out, e.g. to rerun CFGen after a change in a new --out: CFGen and the "
+        "simulator are seeded as with scVI, and scVI's rows of an earlier run stay comparable",
     )
     parser.add_argument(
         "--max-epochs",

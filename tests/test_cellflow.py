@@ -87,10 +87,12 @@ def test_independent_coupling_can_be_chosen_and_is_kept_by_saved_models(marker_a
     CFGenModel.setup_anndata(marker_adata, categorical_covariate_keys=["cell_type"])
     model = CFGenModel(marker_adata, **GENES_TINY, latent="genes", coupling="independent")
     assert model.module.flow.coupling == "independent"
-    assert CFGenModel(marker_adata, **TINY).module.flow.coupling == "ot"
+    by_default = CFGenModel(marker_adata, **TINY)
+    assert by_default.module.flow.coupling == "ot"
+    # the resolved coupling, not the `None` passed, is what a saved model stores
+    assert by_default.init_params_["non_kwargs"]["coupling"] == "ot"
     chosen = CFGenModel(marker_adata, **TINY, coupling="independent")
     assert chosen.module.flow.coupling == "independent"
-    # the resolved coupling is saved, so a model saved under another default keeps its own
     chosen.save(tmp_path / "model")
     assert CFGenModel.load(tmp_path / "model").module.flow.coupling == "independent"
     assert CFGenModel(marker_adata, **TINY).module.n_latent == TINY["n_latent"]
