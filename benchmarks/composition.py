@@ -145,8 +145,9 @@ def run_seed(
 ) -> tuple[pd.DataFrame, dict]:
     """Train the generators once, score both combinations; returns rows and detectability.
 
-    ``with_scvi=False`` leaves scVI out (its rows do not depend on the package: every generator
-    is scored on the same split with the same seed), e.g. to rerun CFGen after a change.
+    ``with_scvi=False`` leaves scVI out, e.g. to rerun CFGen after a change: every generator is
+    trained and scored on the same split with its own seed, so CFGen's and the simulator's rows
+    are what they would be with scVI, and scVI's rows of an earlier run stay comparable.
     """
     adata = case.load(seed)
     effect = adata.uns["batch_effect"]

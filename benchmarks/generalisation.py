@@ -429,6 +429,9 @@ def case_table(scores: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame([*rows, floor_row]).set_index("generator")
 
 
+BASELINES = ("scVI", "NB simulator")
+
+
 def verdict(table: pd.DataFrame, row: str = "CFGen", case: str = "") -> str:
     """Issue 9's acceptance rules for the CFGen row ``row`` against the baselines, as one line.
 
@@ -438,7 +441,7 @@ def verdict(table: pd.DataFrame, row: str = "CFGen", case: str = "") -> str:
         return f"no {row} rows"
     cf = table.loc[row]
     checks = {}
-    others = [g for g in ("scVI", "NB simulator") if g in table.index]
+    others = [g for g in BASELINES if g in table.index]
     checks["c2st below baselines"] = all(cf["c2st"] < table.loc[g, "c2st"] for g in others)
     if case == "pbmc3k":
         checks["c2st <= 0.70"] = cf["c2st"] <= 0.70
@@ -452,7 +455,7 @@ def verdict(table: pd.DataFrame, row: str = "CFGen", case: str = "") -> str:
     checks["F1 within 0.05"] = abs(cf["10-NN F1"] - table.loc["floor", "10-NN F1"]) <= 0.05
     failed = [name for name, ok in checks.items() if not ok]
     line = "passes every check" if not failed else "fails: " + ", ".join(failed)
-    missing = [g for g in ("scVI", "NB simulator") if g not in table.index]
+    missing = [g for g in BASELINES if g not in table.index]
     return line + (f" ({' and '.join(missing)} not run)" if missing else "")
 
 

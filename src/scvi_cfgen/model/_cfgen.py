@@ -100,9 +100,9 @@ class CFGenModel(
         (``"ot"``, an assignment problem solved on the CPU), solved within each combination of
         attributes (so each condition's noise stays standard normal) and keeping each cell's
         attributes attached to it; with many combinations and few cells each, most groups hold
-        one cell and OT pairs little. Default:
-        ``"ot"`` in both latent modes (it wins on small data and ties elsewhere; see the
-        benchmarks page). Models saved with the former default keep ``"independent"``.
+        one cell and OT pairs little. Default: ``"ot"`` in both latent modes (it wins on small
+        data and ties elsewhere; see the benchmarks page). Models saved with the former default
+        keep ``"independent"``.
     n_hidden_atac
         ATAC encoder hidden sizes (decoder mirrored; paper: ``(1024, 512)``). Only used with
         ATAC data from :meth:`setup_mudata`.
