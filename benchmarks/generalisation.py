@@ -34,6 +34,10 @@ rows are named ``CFGen[NAME]`` and the baselines and floors are shared. A varian
 Leiden clusters (``ClusterCFGenGenerator``: the cells of each label are generated from that
 label's clusters at their training shares), e.g. ``--variant clusters --model-kwargs
 '{"cluster_resolution": 1.0}'``.
+
+``--paired-lognormal`` also scores each trained CFGen model with the paper's log-normal
+size-factor law instead of the empirical one (rows ``... lognormal``): the same model and
+latents, only the law of the generated cells' total counts differs.
 """
 
 from __future__ import annotations
@@ -42,6 +46,8 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import anndata as ad
@@ -303,6 +309,22 @@ def append(frame: pd.DataFrame, path: Path) -> None:
     frame.to_csv(path, index=False)
 
 
+@contextmanager
+def lognormal_size_factors(model) -> Iterator[None]:
+    """Generate with the log-normal size-factor law while inside.
+
+    The fitted quantiles are set aside, so the model draws from the per-category log-normal
+    laws it also fitted.
+    """
+    statistics = model.module.statistics
+    quantiles = statistics.log_library_quantiles
+    statistics.log_library_quantiles = quantiles[:, :0]
+    try:
+        yield
+    finally:
+        statistics.log_library_quantiles = quantiles
+
+
 def run_case(
     name: str,
     seeds: list[int],
@@ -312,6 +334,7 @@ def run_case(
     model_kwargs: dict | None = None,
     train_kwargs: dict | None = None,
     generate_kwargs: dict | None = None,
+    paired_lognormal: bool = False,
 ) -> None:
     adata = load_case(name)
     attributes = [LABEL, "batch"] if name == "guidance200" else [LABEL]
@@ -328,6 +351,9 @@ def run_case(
                 generator.name = f"CFGen[{variant}]"
             paired = "keep_fraction" in (generate_kwargs or {}) and key == "cfgen"
             wanted = [generator.name] + ([f"{generator.name} unfiltered"] if paired else [])
+            lognormal_row = paired_lognormal and key == "cfgen"
+            if lognormal_row:
+                wanted.append(f"{generator.name} lognormal")
             if all((name, seed, row) in finished for row in wanted):
                 continue
             start = time.perf_counter()
@@ -350,6 +376,9 @@ def run_case(
                     outputs.append((wanted[1], generator.generate(labels, seed)))
                 finally:
                     generator.generate_kwargs = filtered_kwargs
+            if lognormal_row:
+                with lognormal_size_factors(generator.model):
+                    outputs.append((wanted[-1], generator.generate(labels, seed)))
             model_extra = {}  # properties of the trained model, shared by its outputs
             if clustered:
                 model_extra = generator.cluster_summary()
@@ -506,6 +535,11 @@ def main() -> None:
         default={},
         help="JSON, for --variant (with keep_fraction, the realism filter is trained first)",
     )
+    parser.add_argument(
+        "--paired-lognormal",
+        action="store_true",
+        help="also score each CFGen model with the log-normal size-factor law",
+    )
     args = parser.parse_args()
     if (args.model_kwargs or args.train_kwargs or args.generate_kwargs) and not args.variant:
         parser.error("--model-kwargs/--train-kwargs change CFGen: name the variant (--variant).")
@@ -516,6 +550,8 @@ def main() -> None:
             f"CFGen[{args.variant}]",
             f"CFGen[{args.variant}] unfiltered",
         }
+    if "cfgen" in args.rerun:
+        names |= {f"{name} lognormal" for name in names if name.startswith("CFGen")}
     for file in ("scores.csv", "runs.csv"):
         path = args.out / file
         if names and path.exists():
@@ -532,6 +568,7 @@ def main() -> None:
                 args.model_kwargs,
                 args.train_kwargs,
                 args.generate_kwargs,
+                args.paired_lognormal,
             )
     print(summarise(args.out))
 

@@ -132,6 +132,8 @@ def test_save_load_generates_identical_cells(trained_marker_model, tmp_path):
     stats, loaded_stats = model.module.statistics, bare.module.statistics
     assert torch.equal(stats.combinations, loaded_stats.combinations)
     assert torch.equal(stats.log_library_mean, loaded_stats.log_library_mean)
+    assert loaded_stats.fitted_size_factor_law == "empirical"
+    assert torch.equal(stats.log_library_quantiles, loaded_stats.log_library_quantiles)
 
 
 def test_statistics_come_from_training_cells_only(trained_marker_model):
@@ -146,6 +148,25 @@ def test_statistics_come_from_training_cells_only(trained_marker_model):
             model.module.statistics.log_library_mean[code].item(), expected, atol=1e-5
         )
     assert model.module.statistics.combination_counts.sum().item() == len(train)
+    quantiles = model.module.statistics.log_library_quantiles
+    for code in range(3):  # the empirical law spans the training cells' depths exactly
+        own = libraries[train][types[train] == code]
+        assert np.isclose(quantiles[code, 0].item(), own.min(), atol=1e-4)
+        assert np.isclose(quantiles[code, -1].item(), own.max(), atol=1e-4)
+        assert np.isclose(quantiles[code, 500].item(), np.median(own), atol=1e-4)
+
+
+def test_generated_size_factors_follow_the_training_depths(trained_marker_model):
+    model, adata = trained_marker_model
+    libraries = np.asarray(adata.X.sum(axis=1)).ravel()
+    train = np.asarray(model.train_indices)
+    type2 = libraries[train][adata.obs["cell_type"].to_numpy()[train] == "type2"]
+    generated = model.generate(n_cells=4000, conditions={"cell_type": "type2"}, seed=3)
+    sizes = generated.obs["size_factor"].to_numpy()
+    assert sizes.min() >= type2.min() - 1e-3
+    assert sizes.max() <= type2.max() + 1e-3
+    for q in (0.1, 0.5, 0.9):
+        assert abs(np.log(np.quantile(sizes, q)) - np.log(np.quantile(type2, q))) < 0.05
 
 
 def test_flow_training_leaves_the_encoder_untouched(marker_adata):

@@ -357,6 +357,72 @@ def test_sample_log_library_follows_category_laws():
     assert abs(draws[5000:].std().item() - 0.5) < 0.02
 
 
+def test_empirical_size_factor_law_keeps_a_heavy_left_tail():
+    generator = torch.Generator().manual_seed(0)
+    shallow = torch.cat(
+        [torch.randn(900, generator=generator) * 0.2 + 7.0, torch.full((100,), 4.0)]
+    )
+    deep = torch.randn(500, generator=generator) * 0.3 + 9.0
+    log_library = torch.cat([shallow, deep]).double()
+    groups = torch.tensor([0] * 1000 + [1] * 500)
+    codes = groups[:, None]
+    empirical = DataStatistics(1, 2, 2, size_factor_law="empirical")
+    lognormal = DataStatistics(1, 2, 2, size_factor_law="lognormal")
+    for stats in (empirical, lognormal):
+        stats.fit_attributes_and_sizes(codes, log_library, groups)
+    assert empirical.fitted_size_factor_law == "empirical"
+    assert lognormal.fitted_size_factor_law == "lognormal"
+    assert lognormal.log_library_quantiles.shape == (2, 0)
+    draw_groups = torch.tensor([0] * 20000 + [1] * 20000)
+    torch.manual_seed(1)
+    from_empirical = empirical.sample_log_library(draw_groups, 40000)
+    from_lognormal = lognormal.sample_log_library(draw_groups, 40000)
+    # one cell in ten at depth e^4: the empirical law keeps that mode, the log-normal smears it
+    assert abs((from_empirical[:20000] < 5).float().mean().item() - 0.1) < 0.01
+    assert (from_lognormal[:20000] < 5).float().mean().item() < 0.06
+    assert from_empirical[:20000].min() >= 4.0 - 1e-5  # never below the training range
+    assert abs(from_empirical[20000:].mean().item() - deep.mean().item()) < 0.01
+    assert abs(from_empirical[20000:].std().item() - deep.std().item()) < 0.01
+
+
+def test_empirical_size_factor_law_for_absent_and_single_cell_categories():
+    stats = DataStatistics(1, 3, 2, size_factor_law="empirical")
+    log_library = torch.tensor([5.0, 6.0, 7.0, 9.0]).double()
+    groups = torch.tensor([0, 0, 0, 1])  # category 2 has no training cell
+    stats.fit_attributes_and_sizes(groups[:, None], log_library, groups)
+    torch.manual_seed(0)
+    single = stats.sample_log_library(torch.ones(4000, dtype=torch.long), 4000)
+    absent = stats.sample_log_library(torch.full((4000,), 2), 4000)
+    # one cell: its own depth with the global law's spread around it (the interpolated
+    # quantile function of 4 values has mean 8.92 and 6.67 for these, not 9 and 6.75)
+    assert abs(single.mean().item() - 8.917) < 0.05
+    assert single.std().item() > 0.5
+    assert abs(absent.mean().item() - 6.667) < 0.05
+
+
+def test_models_saved_without_library_quantiles_keep_the_lognormal_law():
+    stats = DataStatistics(1, 1, 2, size_factor_law="lognormal")
+    stats.fit_attributes_and_sizes(
+        torch.zeros(3, 1, dtype=torch.long), torch.tensor([5.0, 6.0, 7.0]).double(), None
+    )
+    saved = {k: v for k, v in stats.state_dict().items() if k != "log_library_quantiles"}
+    loaded = DataStatistics(1, 1, 2, size_factor_law="empirical")
+    loaded.load_state_dict(saved)  # strict: the missing quantiles are not an error
+    assert loaded.fitted_size_factor_law == "lognormal"
+    torch.manual_seed(0)
+    draws = loaded.sample_log_library(None, 20000)
+    assert abs(draws.mean().item() - 6.0) < 0.02
+    assert abs(draws.std().item() - 1.0) < 0.02
+    refitted = DataStatistics(1, 1, 2, size_factor_law="empirical")
+    refitted.fit_attributes_and_sizes(
+        torch.zeros(3, 1, dtype=torch.long), torch.tensor([5.0, 6.0, 7.0]).double(), None
+    )
+    reloaded = DataStatistics(1, 1, 2)
+    reloaded.load_state_dict(refitted.state_dict())
+    assert reloaded.fitted_size_factor_law == "empirical"
+    assert torch.equal(reloaded.log_library_quantiles, refitted.log_library_quantiles)
+
+
 def test_sample_counts_are_nonnegative_integers():
     module = make_module().eval()
     torch.manual_seed(0)

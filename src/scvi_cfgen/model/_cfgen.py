@@ -81,10 +81,16 @@ class CFGenModel(
     dispersion_covariate
         Attribute used with ``dispersion="gene-covariate"``.
     size_factor_covariate
-        Attribute whose categories each get a log-normal law of the size factor (total counts).
+        Attribute whose categories each get their own law of the size factor (total counts).
         ``"auto"`` takes the first registered attribute; ``None`` uses one global law.
     condition_on_size_factor
         Also condition the flow on the min-max scaled log size factor (sinusoidal embedding).
+    size_factor_law
+        How generated cells' size factors are drawn: ``"empirical"`` from the training cells'
+        own distribution of log total counts in the category (its quantile function,
+        interpolated), so that skewed depths and the heavy left tails of shallow data are
+        kept; ``"lognormal"`` from a log-normal law with the category's mean and standard
+        deviation (the paper's). Models saved before this option keep the log-normal law.
     flow_hidden_dim, flow_n_blocks, flow_condition_dim
         Width and number of residual blocks of the velocity network, and size of its
         conditioning embedding.
@@ -178,6 +184,7 @@ class CFGenModel(
         dispersion_covariate: str | None = None,
         size_factor_covariate: str | None = _AUTO,
         condition_on_size_factor: bool = False,
+        size_factor_law: Literal["empirical", "lognormal"] = "empirical",
         flow_hidden_dim: int = 512,
         flow_n_blocks: int = 3,
         flow_condition_dim: int = 128,
@@ -251,6 +258,7 @@ class CFGenModel(
             dispersion_attribute_index=dispersion_index,
             size_factor_attribute_index=size_index,
             condition_on_size_factor=condition_on_size_factor,
+            size_factor_law=size_factor_law,
             flow_hidden_dim=flow_hidden_dim,
             flow_n_blocks=flow_n_blocks,
             flow_condition_dim=flow_condition_dim,
@@ -283,7 +291,7 @@ class CFGenModel(
             f"{'cellFlow' if latent == 'genes' else 'CFGen'} model: {' + '.join(features)}, "
             f"latent {n_latent}{' (gene logits)' if latent == 'genes' else ''}, encoder "
             f"{tuple(n_hidden)}, attributes {names or 'none'}"
-            f"{clusters}, size factor per "
+            f"{clusters}, {size_factor_law} size factor per "
             f"{size_factor_covariate or 'data set'}, dispersion {dispersion}, flow "
             f"{flow_n_blocks} x {flow_hidden_dim}."
         )

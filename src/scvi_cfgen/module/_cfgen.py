@@ -18,7 +18,7 @@ from scvi_cfgen._constants import (
 )
 
 from ._autoencoder import CountAutoencoder, LatentSpace, binarize, minibatch_generator
-from ._data_statistics import DataStatistics
+from ._data_statistics import DataStatistics, SizeFactorLaw
 from ._flow import Coupling, LatentFlow
 from ._guidance import ConditioningScheme, GuidedVelocity
 from ._realism import RealismScorer
@@ -62,10 +62,12 @@ class CFGenModule(BaseModuleClass):
         Index of the attribute whose categories get their own inverse dispersion per gene;
         ``None`` for one inverse dispersion per gene.
     size_factor_attribute_index
-        Index of the attribute whose categories get their own log-normal size-factor law;
-        ``None`` for one global law.
+        Index of the attribute whose categories get their own size-factor law; ``None`` for
+        one global law.
     condition_on_size_factor
         Whether the flow is also conditioned on the scaled log size factor.
+    size_factor_law
+        ``"lognormal"`` (the paper's) or ``"empirical"``: see :class:`DataStatistics`.
     flow_hidden_dim, flow_n_blocks, flow_condition_dim
         Velocity network width, depth and conditioning embedding size.
     p_uncond
@@ -100,6 +102,7 @@ class CFGenModule(BaseModuleClass):
         dispersion_attribute_index: int | None = None,
         size_factor_attribute_index: int | None = None,
         condition_on_size_factor: bool = False,
+        size_factor_law: SizeFactorLaw = "lognormal",
         flow_hidden_dim: int = 512,
         flow_n_blocks: int = 3,
         flow_condition_dim: int = 128,
@@ -150,6 +153,7 @@ class CFGenModule(BaseModuleClass):
             "sigma_min": sigma_min,
             "coupling": coupling,
         }
+        self.size_factor_law = size_factor_law
         self.build_conditioning(n_categories, size_factor_attribute_index)
         self._stage: TrainingStage = "autoencoder"
 
@@ -189,7 +193,7 @@ class CFGenModule(BaseModuleClass):
         n_size = (
             1 if size_factor_attribute_index is None else n_categories[size_factor_attribute_index]
         )
-        self.statistics = DataStatistics(len(n_categories), n_size, n_latent)
+        self.statistics = DataStatistics(len(n_categories), n_size, n_latent, self.size_factor_law)
         if previous is not None:
             self.statistics.fit_latent(previous.latent_mean, previous.latent_std)
         self.realism = RealismScorer(n_latent, n_categories)

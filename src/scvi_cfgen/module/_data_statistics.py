@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
+import numpy as np
 import torch
 from torch import nn
+
+SizeFactorLaw = Literal["empirical", "lognormal"]
+
+#: Probabilities at which the empirical size-factor law stores each category's quantiles.
+N_LIBRARY_QUANTILES = 1001
 
 
 class ResizableBufferMixin:
@@ -14,38 +22,67 @@ class ResizableBufferMixin:
     """
 
     _resizable_buffers: tuple[str, ...] = ()
+    #: Buffers that models saved by earlier versions lack; they keep their initial value.
+    _optional_buffers: tuple[str, ...] = ()
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+    def _load_from_state_dict(
+        self, state_dict, prefix, local_metadata, strict, missing_keys, *args, **kwargs
+    ):
         for name in self._resizable_buffers:
             key = prefix + name
             if key in state_dict:
                 setattr(self, name, torch.empty_like(state_dict[key]))
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, *args, **kwargs
+        )
+        for name in self._optional_buffers:
+            if prefix + name in missing_keys:
+                missing_keys.remove(prefix + name)
 
 
 class DataStatistics(ResizableBufferMixin, nn.Module):
-    """Attribute frequencies and per-category log-normal size-factor parameters.
+    """Attribute frequencies, per-category size-factor laws and latent moments.
 
     Parameters
     ----------
     n_attributes
         Number of categorical attributes.
     n_size_factor_categories
-        Number of categories of the size-factor attribute (1 for a global log-normal).
+        Number of categories of the size-factor attribute (1 for one global law).
     n_latent
         Latent dimension (for the latent standardisation statistics).
+    size_factor_law
+        ``"empirical"``: log library sizes are drawn from each category's empirical
+        distribution (its quantile function at :data:`N_LIBRARY_QUANTILES` probabilities,
+        interpolated linearly: the training cells' own law, tails included);
+        ``"lognormal"``: from a normal law with the category's mean and standard deviation
+        (the paper's). Mean and standard deviation are fitted in both cases.
     """
 
-    _resizable_buffers = ("combinations", "combination_counts")
+    _resizable_buffers = ("combinations", "combination_counts", "log_library_quantiles")
+    _optional_buffers = ("log_library_quantiles",)
 
-    def __init__(self, n_attributes: int, n_size_factor_categories: int, n_latent: int):
+    def __init__(
+        self,
+        n_attributes: int,
+        n_size_factor_categories: int,
+        n_latent: int,
+        size_factor_law: SizeFactorLaw = "lognormal",
+    ):
         super().__init__()
+        if size_factor_law not in ("empirical", "lognormal"):
+            raise ValueError(
+                f"`size_factor_law` must be 'empirical' or 'lognormal', not {size_factor_law!r}."
+            )
+        self.size_factor_law = size_factor_law
         self.register_buffer("combinations", torch.zeros(1, n_attributes, dtype=torch.long))
         self.register_buffer("combination_counts", torch.ones(1))
         self.register_buffer("log_library_mean", torch.zeros(n_size_factor_categories))
         self.register_buffer("log_library_std", torch.ones(n_size_factor_categories))
         self.register_buffer("log_library_min", torch.zeros(()))
         self.register_buffer("log_library_max", torch.ones(()))
+        # (categories, 0) until fitted with the empirical law: sampling is then log-normal
+        self.register_buffer("log_library_quantiles", torch.zeros(n_size_factor_categories, 0))
         self.register_buffer("latent_mean", torch.zeros(n_latent))
         self.register_buffer("latent_std", torch.ones(n_latent))
 
@@ -70,6 +107,11 @@ class DataStatistics(ResizableBufferMixin, nn.Module):
             else size_factor_codes.long()
         )
         global_std = log_library.std() if log_library.numel() > 1 else log_library.new_tensor(0.0)
+        empirical = self.size_factor_law == "empirical"
+        probabilities = np.linspace(0.0, 1.0, N_LIBRARY_QUANTILES)
+        quantiles = torch.zeros(
+            self.log_library_mean.numel(), N_LIBRARY_QUANTILES if empirical else 0
+        )
         for category in range(self.log_library_mean.numel()):
             values = log_library[groups == category]
             if values.numel() == 0:  # category absent from training cells: use the global law
@@ -77,6 +119,13 @@ class DataStatistics(ResizableBufferMixin, nn.Module):
             self.log_library_mean[category] = values.mean().float()
             std = values.std() if values.numel() > 1 else global_std
             self.log_library_std[category] = std.float()
+            if empirical:
+                if values.numel() == 1:  # one cell: its depth with the global law's spread
+                    values = log_library - log_library.mean() + values
+                quantiles[category] = torch.from_numpy(
+                    np.quantile(values.cpu().numpy(), probabilities)
+                ).float()
+        self.log_library_quantiles = quantiles.to(self.log_library_mean.device)
         self.log_library_min.fill_(float(log_library.min()))
         self.log_library_max.fill_(float(log_library.max()))
 
@@ -126,12 +175,34 @@ class DataStatistics(ResizableBufferMixin, nn.Module):
         )
         return counts
 
+    @property
+    def fitted_size_factor_law(self) -> SizeFactorLaw:
+        """The law :meth:`sample_log_library` draws from.
+
+        Models saved before the empirical law existed have no quantiles and keep the log-normal
+        law.
+        """
+        return "empirical" if self.log_library_quantiles.shape[1] > 1 else "lognormal"
+
     def sample_log_library(self, size_factor_codes: torch.Tensor | None, n: int) -> torch.Tensor:
-        """Draw log library sizes from the (per-category) log-normal law."""
+        """Draw log library sizes from each cell's category law (empirical or log-normal).
+
+        The empirical law inverts the category's piecewise-linear quantile function at a
+        uniform draw. Uses the global torch random generator.
+        """
+        device = self.log_library_mean.device
         groups = (
-            torch.zeros(n, dtype=torch.long, device=self.log_library_mean.device)
+            torch.zeros(n, dtype=torch.long, device=device)
             if size_factor_codes is None
             else size_factor_codes.long()
         )
-        noise = torch.randn(n, device=self.log_library_mean.device)
+        if self.fitted_size_factor_law == "empirical":
+            quantiles = self.log_library_quantiles[groups]
+            position = torch.rand(n, device=device) * (quantiles.shape[1] - 1)
+            lower = position.floor().long().clamp(max=quantiles.shape[1] - 2)
+            fraction = position - lower
+            below = quantiles.gather(1, lower[:, None]).squeeze(1)
+            above = quantiles.gather(1, (lower + 1)[:, None]).squeeze(1)
+            return below + fraction * (above - below)
+        noise = torch.randn(n, device=device)
         return self.log_library_mean[groups] + self.log_library_std[groups] * noise
