@@ -35,9 +35,9 @@ Leiden clusters (``ClusterCFGenGenerator``: the cells of each label are generate
 label's clusters at their training shares), e.g. ``--variant clusters --model-kwargs
 '{"cluster_resolution": 1.0}'``.
 
-``--paired-lognormal`` also scores each trained CFGen model with the paper's log-normal
-size-factor law instead of the empirical one (rows ``... lognormal``): the same model and
-latents, only the law of the generated cells' total counts differs.
+``--paired-law`` also scores each trained CFGen model with the other size-factor law (rows
+``... empirical`` or ``... lognormal``): the same model and latents, only the law of the
+generated cells' total counts differs.
 """
 
 from __future__ import annotations
@@ -309,20 +309,21 @@ def append(frame: pd.DataFrame, path: Path) -> None:
     frame.to_csv(path, index=False)
 
 
-@contextmanager
-def lognormal_size_factors(model) -> Iterator[None]:
-    """Generate with the log-normal size-factor law while inside.
+def other_law(model) -> str:
+    """The size-factor law the model does not use (both are fitted)."""
+    return "lognormal" if model.module.statistics.size_factor_law == "empirical" else "empirical"
 
-    The fitted quantiles are set aside, so the model draws from the per-category log-normal
-    laws it also fitted.
-    """
+
+@contextmanager
+def size_factor_law(model, law: str) -> Iterator[None]:
+    """Generate with the given size-factor law while inside."""
     statistics = model.module.statistics
-    quantiles = statistics.log_library_quantiles
-    statistics.log_library_quantiles = quantiles[:, :0]
+    chosen = statistics.size_factor_law
+    statistics.size_factor_law = law
     try:
         yield
     finally:
-        statistics.log_library_quantiles = quantiles
+        statistics.size_factor_law = chosen
 
 
 def run_case(
@@ -334,7 +335,7 @@ def run_case(
     model_kwargs: dict | None = None,
     train_kwargs: dict | None = None,
     generate_kwargs: dict | None = None,
-    paired_lognormal: bool = False,
+    paired_law: bool = False,
 ) -> None:
     adata = load_case(name)
     attributes = [LABEL, "batch"] if name == "guidance200" else [LABEL]
@@ -351,10 +352,11 @@ def run_case(
                 generator.name = f"CFGen[{variant}]"
             paired = "keep_fraction" in (generate_kwargs or {}) and key == "cfgen"
             wanted = [generator.name] + ([f"{generator.name} unfiltered"] if paired else [])
-            lognormal_row = paired_lognormal and key == "cfgen"
-            if lognormal_row:
-                wanted.append(f"{generator.name} lognormal")
-            if all((name, seed, row) in finished for row in wanted):
+            law_row = paired_law and key == "cfgen"
+            law_rows = {f"{generator.name} {law}" for law in ("empirical", "lognormal")}
+            if all((name, seed, row) in finished for row in wanted) and not (
+                law_row and not any((name, seed, row) in finished for row in law_rows)
+            ):
                 continue
             start = time.perf_counter()
             if clustered:
@@ -376,9 +378,10 @@ def run_case(
                     outputs.append((wanted[1], generator.generate(labels, seed)))
                 finally:
                     generator.generate_kwargs = filtered_kwargs
-            if lognormal_row:
-                with lognormal_size_factors(generator.model):
-                    outputs.append((wanted[-1], generator.generate(labels, seed)))
+            if law_row:
+                law = other_law(generator.model)
+                with size_factor_law(generator.model, law):
+                    outputs.append((f"{generator.name} {law}", generator.generate(labels, seed)))
             model_extra = {}  # properties of the trained model, shared by its outputs
             if clustered:
                 model_extra = generator.cluster_summary()
@@ -536,9 +539,9 @@ def main() -> None:
         help="JSON, for --variant (with keep_fraction, the realism filter is trained first)",
     )
     parser.add_argument(
-        "--paired-lognormal",
+        "--paired-law",
         action="store_true",
-        help="also score each CFGen model with the log-normal size-factor law",
+        help="also score each CFGen model with the other size-factor law",
     )
     args = parser.parse_args()
     if (args.model_kwargs or args.train_kwargs or args.generate_kwargs) and not args.variant:
@@ -551,7 +554,12 @@ def main() -> None:
             f"CFGen[{args.variant}] unfiltered",
         }
     if "cfgen" in args.rerun:
-        names |= {f"{name} lognormal" for name in names if name.startswith("CFGen")}
+        names |= {
+            f"{name} {law}"
+            for name in names
+            if name.startswith("CFGen")
+            for law in ("lognormal", "empirical")
+        }
     for file in ("scores.csv", "runs.csv"):
         path = args.out / file
         if names and path.exists():
@@ -568,7 +576,7 @@ def main() -> None:
                 args.model_kwargs,
                 args.train_kwargs,
                 args.generate_kwargs,
-                args.paired_lognormal,
+                args.paired_law,
             )
     print(summarise(args.out))
 

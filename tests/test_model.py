@@ -132,7 +132,7 @@ def test_save_load_generates_identical_cells(trained_marker_model, tmp_path):
     stats, loaded_stats = model.module.statistics, bare.module.statistics
     assert torch.equal(stats.combinations, loaded_stats.combinations)
     assert torch.equal(stats.log_library_mean, loaded_stats.log_library_mean)
-    assert loaded_stats.fitted_size_factor_law == "empirical"
+    assert loaded_stats.fitted_size_factor_law == stats.fitted_size_factor_law == "lognormal"
     assert torch.equal(stats.log_library_quantiles, loaded_stats.log_library_quantiles)
 
 
@@ -161,12 +161,33 @@ def test_generated_size_factors_follow_the_training_depths(trained_marker_model)
     libraries = np.asarray(adata.X.sum(axis=1)).ravel()
     train = np.asarray(model.train_indices)
     type2 = libraries[train][adata.obs["cell_type"].to_numpy()[train] == "type2"]
-    generated = model.generate(n_cells=4000, conditions={"cell_type": "type2"}, seed=3)
+    statistics = model.module.statistics
+    statistics.size_factor_law = "empirical"
+    try:
+        generated = model.generate(n_cells=4000, conditions={"cell_type": "type2"}, seed=3)
+    finally:
+        statistics.size_factor_law = "lognormal"
     sizes = generated.obs["size_factor"].to_numpy()
     assert sizes.min() >= type2.min() - 1e-3
     assert sizes.max() <= type2.max() + 1e-3
     for q in (0.1, 0.5, 0.9):
         assert abs(np.log(np.quantile(sizes, q)) - np.log(np.quantile(type2, q))) < 0.05
+
+
+def test_law_and_dropout_choices_survive_save_and_load(marker_adata, tmp_path):
+    CFGenModel.setup_anndata(marker_adata, categorical_covariate_keys=["cell_type"])
+    model = CFGenModel(marker_adata, size_factor_law="empirical", dropout_rate=0.2, **TINY)
+    assert "empirical size factor" in model._model_summary_string
+    model.train(max_epochs={"autoencoder": 1, "flow": 1}, enable_progress_bar=False)
+    model.save(tmp_path / "model")
+    loaded = CFGenModel.load(tmp_path / "model")
+    assert loaded.module.statistics.fitted_size_factor_law == "empirical"
+    dropouts = [
+        m for m in loaded.module.autoencoder.encoder.body if isinstance(m, torch.nn.Dropout)
+    ]
+    assert [m.p for m in dropouts] == [0.2]
+    kwargs = {"n_cells": 50, "seed": 2, "solver": "euler", "n_steps": 4}
+    assert (loaded.generate(**kwargs).X != model.generate(**kwargs).X).nnz == 0
 
 
 def test_flow_training_leaves_the_encoder_untouched(marker_adata):

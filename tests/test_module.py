@@ -54,6 +54,25 @@ def test_encoder_sees_log1p_counts():
     assert torch.allclose(encoder(x), manual)
 
 
+def test_encoder_dropout_acts_in_training_only():
+    module = make_module(dropout_rate=0.5)
+    encoder = module.autoencoder.encoder
+    assert [m.p for m in encoder.body if isinstance(m, torch.nn.Dropout)] == [0.5]
+    x = counts_batch()["X"]
+    encoder.train()
+    torch.manual_seed(0)
+    first, second = encoder(x), encoder(x)
+    assert not torch.allclose(first, second)  # a fresh mask per pass
+    encoder.eval()
+    assert torch.equal(encoder(x), encoder(x))
+    module.set_training_stage("flow")
+    module.train()  # the flow stage encodes with the frozen, dropout-free encoder
+    assert not encoder.training
+    assert not any(isinstance(m, torch.nn.Dropout) for m in make_module().autoencoder.encoder.body)
+    with pytest.raises(ValueError, match="dropout_rate"):
+        make_module(dropout_rate=1.0)
+
+
 def test_nb_loss_matches_scvi_and_closed_form():
     module = make_module()
     tensors = counts_batch()
@@ -372,7 +391,7 @@ def test_empirical_size_factor_law_keeps_a_heavy_left_tail():
         stats.fit_attributes_and_sizes(codes, log_library, groups)
     assert empirical.fitted_size_factor_law == "empirical"
     assert lognormal.fitted_size_factor_law == "lognormal"
-    assert lognormal.log_library_quantiles.shape == (2, 0)
+    assert torch.equal(lognormal.log_library_quantiles, empirical.log_library_quantiles)
     draw_groups = torch.tensor([0] * 20000 + [1] * 20000)
     torch.manual_seed(1)
     from_empirical = empirical.sample_log_library(draw_groups, 40000)
@@ -383,6 +402,10 @@ def test_empirical_size_factor_law_keeps_a_heavy_left_tail():
     assert from_empirical[:20000].min() >= 4.0 - 1e-5  # never below the training range
     assert abs(from_empirical[20000:].mean().item() - deep.mean().item()) < 0.01
     assert abs(from_empirical[20000:].std().item() - deep.std().item()) < 0.01
+    lognormal.size_factor_law = "empirical"  # both laws are fitted: switchable after training
+    assert lognormal.fitted_size_factor_law == "empirical"
+    torch.manual_seed(1)
+    assert torch.equal(lognormal.sample_log_library(draw_groups, 40000), from_empirical)
 
 
 def test_empirical_size_factor_law_for_absent_and_single_cell_categories():
@@ -417,7 +440,7 @@ def test_models_saved_without_library_quantiles_keep_the_lognormal_law():
     refitted.fit_attributes_and_sizes(
         torch.zeros(3, 1, dtype=torch.long), torch.tensor([5.0, 6.0, 7.0]).double(), None
     )
-    reloaded = DataStatistics(1, 1, 2)
+    reloaded = DataStatistics(1, 1, 2, size_factor_law="empirical")
     reloaded.load_state_dict(refitted.state_dict())
     assert reloaded.fitted_size_factor_law == "empirical"
     assert torch.equal(reloaded.log_library_quantiles, refitted.log_library_quantiles)

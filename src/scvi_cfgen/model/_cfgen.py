@@ -75,6 +75,9 @@ class CFGenModel(
     n_hidden
         Encoder hidden sizes; the decoder mirrors them (paper: ``(512, 256)``). With
         ``latent="genes"`` the encoder goes down through these sizes and back up.
+    dropout_rate
+        Dropout probability after each hidden layer of the encoder in training (scVI's
+        ``dropout_rate``; the paper's autoencoder has none).
     dispersion
         ``"gene"``: one NB inverse dispersion per gene; ``"gene-covariate"``: one per gene and
         category of ``dispersion_covariate``.
@@ -86,11 +89,13 @@ class CFGenModel(
     condition_on_size_factor
         Also condition the flow on the min-max scaled log size factor (sinusoidal embedding).
     size_factor_law
-        How generated cells' size factors are drawn: ``"empirical"`` from the training cells'
-        own distribution of log total counts in the category (its quantile function,
-        interpolated), so that skewed depths and the heavy left tails of shallow data are
-        kept; ``"lognormal"`` from a log-normal law with the category's mean and standard
-        deviation (the paper's). Models saved before this option keep the log-normal law.
+        How generated cells' size factors are drawn: ``"lognormal"`` (default, the paper's)
+        from a log-normal law with the category's mean and standard deviation;
+        ``"empirical"`` from the training cells' own distribution of log total counts in the
+        category (its quantile function, interpolated), which keeps skewed depths and heavy
+        left tails but also the sampling noise of small categories (it does not win across
+        the generalisation suite; see the benchmarks page). Both laws are fitted, so the law
+        can be switched after training (``model.module.statistics.size_factor_law``).
     flow_hidden_dim, flow_n_blocks, flow_condition_dim
         Width and number of residual blocks of the velocity network, and size of its
         conditioning embedding.
@@ -180,11 +185,12 @@ class CFGenModel(
         registry: dict | None = None,
         n_latent: int | None = None,
         n_hidden: Sequence[int] = (512, 256),
+        dropout_rate: float = 0.0,
         dispersion: Literal["gene", "gene-covariate"] = "gene",
         dispersion_covariate: str | None = None,
         size_factor_covariate: str | None = _AUTO,
         condition_on_size_factor: bool = False,
-        size_factor_law: Literal["empirical", "lognormal"] = "empirical",
+        size_factor_law: Literal["empirical", "lognormal"] = "lognormal",
         flow_hidden_dim: int = 512,
         flow_n_blocks: int = 3,
         flow_condition_dim: int = 128,
@@ -255,6 +261,7 @@ class CFGenModel(
             n_categories_per_attribute=[len(c) for c in attributes.values()],
             n_latent=n_latent,
             n_hidden=tuple(n_hidden),
+            dropout_rate=dropout_rate,
             dispersion_attribute_index=dispersion_index,
             size_factor_attribute_index=size_index,
             condition_on_size_factor=condition_on_size_factor,

@@ -72,6 +72,9 @@ class CountAutoencoder(BaseModuleClass):
         through ``n_hidden`` and back up through the mirrored sizes to one value per gene, the
         pre-softmax logit of the NB mean, and the decoder is the identity
         (``mu = library * softmax(z)``). RNA only; ``n_latent`` is the number of genes.
+    dropout_rate
+        Dropout probability after each hidden layer of the encoder (bodies of every
+        modality), active in training only.
     """
 
     def __init__(
@@ -87,6 +90,7 @@ class CountAutoencoder(BaseModuleClass):
         atac_weight: float = 1.0,
         count_split: float | None = None,
         latent_space: LatentSpace = "bottleneck",
+        dropout_rate: float = 0.0,
     ):
         super().__init__()
         if n_input <= 0 and n_input_atac <= 0:
@@ -104,6 +108,8 @@ class CountAutoencoder(BaseModuleClass):
             n_latent = n_input
         if n_latent < 1 or not n_hidden or any(int(h) < 1 for h in n_hidden):
             raise ValueError("`n_latent` must be positive and `n_hidden` non-empty and positive.")
+        if not 0 <= dropout_rate < 1:
+            raise ValueError(f"`dropout_rate` must be in [0, 1), got {dropout_rate}.")
         if n_dispersion_categories < 1:
             raise ValueError("`n_dispersion_categories` must be at least 1.")
         if n_dispersion_categories > 1 and dispersion_attribute_index is None:
@@ -130,12 +136,12 @@ class CountAutoencoder(BaseModuleClass):
         self.modalities: tuple[str, ...] = tuple(name for name in n_inputs if n_inputs[name] > 0)
         if latent_space == "genes":
             hourglass = (*n_hidden, *reversed(tuple(n_hidden)[:-1]))
-            self.encoder = CountEncoder(n_input, n_input, hourglass)
+            self.encoder = CountEncoder(n_input, n_input, hourglass, dropout_rate)
         elif len(self.modalities) == 1:
             (name,) = self.modalities
-            self.encoder = CountEncoder(n_inputs[name], n_latent, hidden[name])
+            self.encoder = CountEncoder(n_inputs[name], n_latent, hidden[name], dropout_rate)
         else:
-            self.encoder = FusedEncoder(n_inputs, n_latent, hidden)
+            self.encoder = FusedEncoder(n_inputs, n_latent, hidden, dropout_rate)
         if self.has_rna:
             self.decoder = (
                 torch.nn.Identity()

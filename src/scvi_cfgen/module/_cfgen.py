@@ -58,6 +58,8 @@ class CFGenModule(BaseModuleClass):
         Latent dimension.
     n_hidden
         Encoder hidden sizes (the decoder mirrors them).
+    dropout_rate
+        Dropout probability after each hidden layer of the encoder.
     dispersion_attribute_index
         Index of the attribute whose categories get their own inverse dispersion per gene;
         ``None`` for one inverse dispersion per gene.
@@ -99,6 +101,7 @@ class CFGenModule(BaseModuleClass):
         n_categories_per_attribute: Sequence[int],
         n_latent: int = 50,
         n_hidden: Sequence[int] = (512, 256),
+        dropout_rate: float = 0.0,
         dispersion_attribute_index: int | None = None,
         size_factor_attribute_index: int | None = None,
         condition_on_size_factor: bool = False,
@@ -142,6 +145,7 @@ class CFGenModule(BaseModuleClass):
             atac_weight=atac_weight,
             count_split=count_split,
             latent_space=latent_space,
+            dropout_rate=dropout_rate,
         )
         self._flow_settings = {
             "hidden_dim": flow_hidden_dim,

@@ -56,7 +56,8 @@ class DataStatistics(ResizableBufferMixin, nn.Module):
         distribution (its quantile function at :data:`N_LIBRARY_QUANTILES` probabilities,
         interpolated linearly: the training cells' own law, tails included);
         ``"lognormal"``: from a normal law with the category's mean and standard deviation
-        (the paper's). Mean and standard deviation are fitted in both cases.
+        (the paper's). Both laws are fitted whichever is chosen, so the attribute can be
+        changed after training.
     """
 
     _resizable_buffers = ("combinations", "combination_counts", "log_library_quantiles")
@@ -81,7 +82,7 @@ class DataStatistics(ResizableBufferMixin, nn.Module):
         self.register_buffer("log_library_std", torch.ones(n_size_factor_categories))
         self.register_buffer("log_library_min", torch.zeros(()))
         self.register_buffer("log_library_max", torch.ones(()))
-        # (categories, 0) until fitted with the empirical law: sampling is then log-normal
+        # (categories, 0) until fitted, and in models saved before it existed: log-normal
         self.register_buffer("log_library_quantiles", torch.zeros(n_size_factor_categories, 0))
         self.register_buffer("latent_mean", torch.zeros(n_latent))
         self.register_buffer("latent_std", torch.ones(n_latent))
@@ -107,11 +108,8 @@ class DataStatistics(ResizableBufferMixin, nn.Module):
             else size_factor_codes.long()
         )
         global_std = log_library.std() if log_library.numel() > 1 else log_library.new_tensor(0.0)
-        empirical = self.size_factor_law == "empirical"
         probabilities = np.linspace(0.0, 1.0, N_LIBRARY_QUANTILES)
-        quantiles = torch.zeros(
-            self.log_library_mean.numel(), N_LIBRARY_QUANTILES if empirical else 0
-        )
+        quantiles = torch.zeros(self.log_library_mean.numel(), N_LIBRARY_QUANTILES)
         for category in range(self.log_library_mean.numel()):
             values = log_library[groups == category]
             if values.numel() == 0:  # category absent from training cells: use the global law
@@ -119,12 +117,11 @@ class DataStatistics(ResizableBufferMixin, nn.Module):
             self.log_library_mean[category] = values.mean().float()
             std = values.std() if values.numel() > 1 else global_std
             self.log_library_std[category] = std.float()
-            if empirical:
-                if values.numel() == 1:  # one cell: its depth with the global law's spread
-                    values = log_library - log_library.mean() + values
-                quantiles[category] = torch.from_numpy(
-                    np.quantile(values.cpu().numpy(), probabilities)
-                ).float()
+            if values.numel() == 1:  # one cell: its depth with the global law's spread
+                values = log_library - log_library.mean() + values
+            quantiles[category] = torch.from_numpy(
+                np.quantile(values.cpu().numpy(), probabilities)
+            ).float()
         self.log_library_quantiles = quantiles.to(self.log_library_mean.device)
         self.log_library_min.fill_(float(log_library.min()))
         self.log_library_max.fill_(float(log_library.max()))
@@ -179,10 +176,11 @@ class DataStatistics(ResizableBufferMixin, nn.Module):
     def fitted_size_factor_law(self) -> SizeFactorLaw:
         """The law :meth:`sample_log_library` draws from.
 
-        Models saved before the empirical law existed have no quantiles and keep the log-normal
-        law.
+        ``size_factor_law``, except in models saved before the empirical law existed: they have
+        no quantiles and keep the log-normal law.
         """
-        return "empirical" if self.log_library_quantiles.shape[1] > 1 else "lognormal"
+        fitted = self.log_library_quantiles.shape[1] > 1
+        return "empirical" if self.size_factor_law == "empirical" and fitted else "lognormal"
 
     def sample_log_library(self, size_factor_codes: torch.Tensor | None, n: int) -> torch.Tensor:
         """Draw log library sizes from each cell's category law (empirical or log-normal).
@@ -197,12 +195,11 @@ class DataStatistics(ResizableBufferMixin, nn.Module):
             else size_factor_codes.long()
         )
         if self.fitted_size_factor_law == "empirical":
-            quantiles = self.log_library_quantiles[groups]
+            quantiles = self.log_library_quantiles
             position = torch.rand(n, device=device) * (quantiles.shape[1] - 1)
             lower = position.floor().long().clamp(max=quantiles.shape[1] - 2)
             fraction = position - lower
-            below = quantiles.gather(1, lower[:, None]).squeeze(1)
-            above = quantiles.gather(1, (lower + 1)[:, None]).squeeze(1)
+            below, above = quantiles[groups, lower], quantiles[groups, lower + 1]
             return below + fraction * (above - below)
         noise = torch.randn(n, device=device)
         return self.log_library_mean[groups] + self.log_library_std[groups] * noise

@@ -8,11 +8,13 @@ import torch
 from torch import nn
 
 
-def mlp_blocks(n_in: int, hidden: Sequence[int]) -> nn.Sequential:
-    """Stack of ``Linear -> BatchNorm1d -> ELU`` blocks with the given hidden sizes."""
+def mlp_blocks(n_in: int, hidden: Sequence[int], dropout_rate: float = 0.0) -> nn.Sequential:
+    """Stack of ``Linear -> BatchNorm1d -> ELU [-> Dropout]`` blocks of the given sizes."""
     layers: list[nn.Module] = []
     for n_out in hidden:
         layers += [nn.Linear(n_in, n_out), nn.BatchNorm1d(n_out), nn.ELU()]
+        if dropout_rate > 0:
+            layers.append(nn.Dropout(dropout_rate))
         n_in = n_out
     return nn.Sequential(*layers)
 
@@ -28,11 +30,15 @@ class CountEncoder(nn.Module):
         Latent dimension.
     n_hidden
         Hidden layer sizes, e.g. ``(512, 256)``.
+    dropout_rate
+        Dropout probability after each hidden layer.
     """
 
-    def __init__(self, n_input: int, n_latent: int, n_hidden: Sequence[int]):
+    def __init__(
+        self, n_input: int, n_latent: int, n_hidden: Sequence[int], dropout_rate: float = 0.0
+    ):
         super().__init__()
-        self.body = mlp_blocks(n_input, n_hidden)
+        self.body = mlp_blocks(n_input, n_hidden, dropout_rate)
         self.head = nn.Linear(n_hidden[-1] if n_hidden else n_input, n_latent)
 
     def forward(self, counts: torch.Tensor) -> torch.Tensor:
@@ -55,14 +61,23 @@ class FusedEncoder(nn.Module):
         Latent dimension.
     n_hidden
         Hidden sizes of each modality's body, e.g. ``{"rna": (512, 256), "atac": (1024, 512)}``.
+    dropout_rate
+        Dropout probability after each hidden layer of every body.
     """
 
     def __init__(
-        self, n_inputs: dict[str, int], n_latent: int, n_hidden: dict[str, Sequence[int]]
+        self,
+        n_inputs: dict[str, int],
+        n_latent: int,
+        n_hidden: dict[str, Sequence[int]],
+        dropout_rate: float = 0.0,
     ):
         super().__init__()
         self.bodies = nn.ModuleDict(
-            {name: mlp_blocks(n_in, n_hidden[name]) for name, n_in in n_inputs.items()}
+            {
+                name: mlp_blocks(n_in, n_hidden[name], dropout_rate)
+                for name, n_in in n_inputs.items()
+            }
         )
         n_fused = sum(
             n_hidden[name][-1] if n_hidden[name] else n_in for name, n_in in n_inputs.items()
