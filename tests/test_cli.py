@@ -31,10 +31,13 @@ def test_train_then_generate_from_the_shell(tmp_path):
                 "--batch-size",
                 "32",
                 "--realism-filter",
+                "--size-factor-law",
+                "empirical",
             ]
         )
         == 0
     )
+    assert CFGenModel.load(model_dir).module.statistics.fitted_size_factor_law == "empirical"
     out = tmp_path / "generated.h5ad"
     assert (
         main(

@@ -170,6 +170,7 @@ def _train(args: argparse.Namespace) -> None:
         n_latent=args.n_latent,
         cluster_resolution=args.cluster_resolution,
         latent=args.latent,
+        size_factor_law=args.size_factor_law,
     )
     model.train(
         max_epochs={"autoencoder": args.max_epochs_autoencoder, "flow": args.max_epochs_flow},
@@ -255,6 +256,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="also condition on Leiden clusters of the latent space at this resolution "
         "(attribute 'cluster'; for data without labels)",
+    )
+    train.add_argument(
+        "--size-factor-law",
+        choices=["lognormal", "empirical"],
+        default="lognormal",
+        help="law of generated cells' total counts per category: the paper's log-normal, or "
+        "the training cells' empirical depths",
     )
     train.add_argument("--max-epochs-autoencoder", type=int, default=None)
     train.add_argument("--max-epochs-flow", type=int, default=None)
