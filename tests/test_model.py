@@ -188,6 +188,10 @@ def test_law_and_dropout_choices_survive_save_and_load(marker_adata, tmp_path):
     assert [m.p for m in dropouts] == [0.2]
     kwargs = {"n_cells": 50, "seed": 2, "solver": "euler", "n_steps": 4}
     assert (loaded.generate(**kwargs).X != model.generate(**kwargs).X).nnz == 0
+    settings = {k: v for k, v in TINY.items() if k != "n_latent"}
+    for latent, expected in (("bottleneck", [0.1]), ("genes", [])):
+        encoder = CFGenModel(marker_adata, latent=latent, **settings).module.autoencoder.encoder
+        assert [m.p for m in encoder.body if isinstance(m, torch.nn.Dropout)] == expected
 
 
 def test_flow_training_leaves_the_encoder_untouched(marker_adata):
