@@ -99,7 +99,8 @@ class CFGenModel(
         category (its quantile function, interpolated), which keeps skewed depths and heavy
         left tails but also the sampling noise of small categories (it does not win across
         the generalisation suite; see the benchmarks page). Both laws are fitted, so the law
-        can be switched after training (``model.module.statistics.size_factor_law``).
+        can be switched after training (``model.module.statistics.size_factor_law``; not
+        saved: a loaded model draws from the law it was built with).
     flow_hidden_dim, flow_n_blocks, flow_condition_dim
         Width and number of residual blocks of the velocity network, and size of its
         conditioning embedding.
