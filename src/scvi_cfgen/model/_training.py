@@ -3,38 +3,26 @@
 from __future__ import annotations
 
 import copy
-import logging
-import signal
-import threading
 from collections.abc import Mapping
 from pathlib import Path
 
-from scvi import settings
 from scvi.dataloaders import DataSplitter
 from scvi.train import TrainRunner
 
 from scvi_cfgen.module._cfgen import TRAINING_STAGES
 from scvi_cfgen.train import AutoencoderTrainingPlan, FlowTrainingPlan
-from scvi_cfgen.train._callbacks import stage_summary
-from scvi_cfgen.train._quiet import quiet_lightning
 
 from ._checkpoints import TrainingCheckpoints
-from ._clusters import cluster_snapshot, drop_clusters, restore_clusters
-from ._flow_conditioning import drop_clusters_of_other_cells, prepare_flow_conditioning
+from ._clusters import cluster_snapshot, restore_clusters
+from ._flow_conditioning import drop_clusters_of_other_cells
 from ._model_state import trained_stages
-from ._stage_trainer import data_parallel_processes, stage_schedule, stage_trainer_kwargs
+from ._stage_run import adopt_finished_stage, run_stage
 from ._training_arguments import stage_settings
 from ._training_split import (
     fit_split_data_statistics,
-    fit_split_latent_statistics,
-    flow_table_split,
-    is_streamed,
     previous_split,
-    split_sizes,
     training_split,
 )
-
-logger = logging.getLogger(__name__)
 
 
 class TrainingMixin:
@@ -206,7 +194,7 @@ class TrainingMixin:
             for stage in TRAINING_STAGES:
                 finished = checkpoints.finished_state(stage) if resume else None
                 if finished is not None:
-                    self._adopt_finished_stage(stage, finished, splitter)
+                    adopt_finished_stage(self, stage, finished, splitter)
                     continue
                 self._run_stage(
                     stage,
@@ -343,131 +331,6 @@ class TrainingMixin:
             trainer_kwargs,
         )
 
-    # ------------------------------------------------------------------ helpers
-    def _adopt_finished_stage(self, stage: str, state: dict, splitter) -> None:
-        """Take a stage's weights from a resumed run in which it had finished."""
-        if stage == "flow":  # clusters of the same latents and seed: the saved shapes
-            prepare_flow_conditioning(self, splitter)
-        self.module.load_state_dict(state)
-        if stage == "autoencoder":
-            fit_split_latent_statistics(self, splitter)
-            drop_clusters(self)
-        self.train_indices, self.validation_indices = splitter.train_idx, splitter.val_idx
-        self.trained_stages_ = [*(s for s in trained_stages(self) if s != stage), stage]
-        self.is_trained_ = "flow" in self.trained_stages_
-        self.module.eval()
-        logger.info("The %s had finished in the resumed run; its weights are loaded.", stage)
-
-    def _run_stage(
-        self,
-        stage,
-        splitter,
-        max_epochs,
-        plan_kwargs,
-        accelerator,
-        devices,
-        early_stopping,
-        trainer_config,
-        trainer_kwargs,
-        checkpoints: TrainingCheckpoints | None = None,
-        checkpoint_interval: float = 60.0,
-        resume: bool = False,
-    ) -> None:
-        """Train one stage.
-
-        On a failure the module keeps the last good epoch's weights of a stage that was not
-        trained before (the stage stays unfinished), and is restored to its state from before
-        the stage otherwise. A ``KeyboardInterrupt`` comes out as one, with the SIGINT handler
-        that Lightning replaced put back.
-        """
-        if stage == "flow":
-            prepare_flow_conditioning(self, splitter)
-        data = splitter
-        if stage == "flow" and self._flow_on_latent_table:
-            data = flow_table_split(self, splitter)
-        n_steps, n_val = split_sizes(data)
-        n_processes = data_parallel_processes(accelerator, devices, trainer_kwargs)
-        max_epochs, plan_kwargs, early_stopping, n_steps = stage_schedule(
-            stage, n_steps, n_val, max_epochs, plan_kwargs, early_stopping, n_processes
-        )
-        kwargs = dict(trainer_kwargs)
-        kwargs, guard = stage_trainer_kwargs(
-            stage,
-            kwargs,
-            n_steps,
-            n_val,
-            early_stopping,
-            checkpoints,
-            checkpoint_interval,
-            resume,
-        )
-        plan_cls = self._autoencoder_plan_cls if stage == "autoencoder" else self._flow_plan_cls
-        plan = plan_cls(self.module, **plan_kwargs)
-
-        before = {
-            "state": copy.deepcopy(self.module.state_dict()),
-            "history": self.history_,
-            "stages": list(trained_stages(self)),
-        }
-        kept = [s for s in before["stages"] if s != stage and stage != "autoencoder"]
-        self.trained_stages_, self.is_trained_, self.history_ = kept, False, None
-        logger.info("Training the %s (%d epochs at most).", stage, max_epochs)
-        sigint = (
-            signal.getsignal(signal.SIGINT)
-            if threading.current_thread() is threading.main_thread()
-            else None
-        )
-        try:
-            with quiet_lightning(verbose=settings.verbosity <= logging.DEBUG):
-                runner = self._train_runner_cls(
-                    self,
-                    training_plan=plan,
-                    data_splitter=data,
-                    max_epochs=max_epochs,
-                    accelerator=accelerator,
-                    devices=devices,
-                    trainer_config=trainer_config,
-                    **kwargs,
-                )
-                runner()
-        except BaseException as error:
-            self.module.load_state_dict(before["state"])
-            if stage not in before["stages"]:  # first training of it: keep its progress
-                guard.restore(self.module)
-            self.trained_stages_ = before["stages"]
-            self.is_trained_ = "flow" in before["stages"]
-            self.history_ = before["history"]
-            self.module.eval()
-            if isinstance(error, SystemExit) and guard.interrupted:
-                if sigint is not None:
-                    signal.signal(signal.SIGINT, sigint)
-                raise KeyboardInterrupt(
-                    f"Training of the {stage} was interrupted; the model keeps its finished "
-                    f"stages {self.trained_stages_ or '(none)'}."
-                ) from None
-            raise
-        trainer = getattr(runner, "trainer", None)
-        if trainer is not None:
-            self.training_summary_ = {
-                **(getattr(self, "training_summary_", None) or {}),
-                stage: stage_summary(trainer),
-            }
-        if is_streamed(splitter):  # the runner recorded rows of the data module or latent table
-            self.train_indices = self.validation_indices = self.test_indices = None
-        if stage == "autoencoder":
-            fit_split_latent_statistics(self, splitter)
-            drop_clusters(self)  # derived from the previous autoencoder's latents
-        previous = {
-            key: frame
-            for key, frame in (before["history"] or {}).items()
-            if stage == "flow" and not key.endswith("_flow")
-        }
-        self.history_ = {
-            **previous,
-            **{f"{name}_{stage}": frame for name, frame in (self.history_ or {}).items()},
-        }
-        self.trained_stages_ = [*kept, stage]
-        self.is_trained_ = "flow" in self.trained_stages_
-        self.module.eval()
-        if checkpoints is not None:
-            checkpoints.finish(stage, self.module)
+    def _run_stage(self, *args, **kwargs) -> None:
+        """Train one stage: ``run_stage`` of ``_stage_run``, kept as a method to be patched."""
+        run_stage(self, *args, **kwargs)
