@@ -354,9 +354,8 @@ def run_case(
             wanted = [generator.name] + ([f"{generator.name} unfiltered"] if paired else [])
             law_row = paired_law and key == "cfgen"
             law_rows = {f"{generator.name} {law}" for law in ("empirical", "lognormal")}
-            if all((name, seed, row) in finished for row in wanted) and not (
-                law_row and not any((name, seed, row) in finished for row in law_rows)
-            ):
+            law_done = not law_row or any((name, seed, row) in finished for row in law_rows)
+            if law_done and all((name, seed, row) in finished for row in wanted):
                 continue
             start = time.perf_counter()
             if clustered:
