@@ -14,7 +14,10 @@ Scores against the test cells, with the same floor and PC space as the benchmark
 - ``training latents, observed library``: latents of training cells of the same type (what
   the flow learns) decoded with the test cells' libraries. Far above ``reconstructed``, the
   encoder places the cells it was trained on differently from unseen cells (it overfits), and
-  a flow that learns the training latents perfectly still scores this.
+  a flow that learns the training latents perfectly still scores this;
+- ``per-type Gaussian latents, observed library``: latents drawn from a Gaussian per type
+  (mean and Ledoit-Wolf covariance of the type's training latents) in place of the flow: the
+  parametric latent model a flow should beat.
 
 and, in the latent space itself, c2st of generated latents vs encoded test latents next to
 encoded training latents vs encoded test latents. It also compares the fitted NB inverse
@@ -37,6 +40,7 @@ import pandas as pd
 import torch
 from generalisation import CASES, load_case
 from quality import LABEL, NegativeBinomialSimulator, as_counts, split
+from sklearn.covariance import LedoitWolf
 
 import scvi_cfgen
 from scvi_cfgen import metrics
@@ -70,6 +74,9 @@ def main() -> None:
     parser.add_argument(
         "--model-kwargs", type=json.loads, default={}, help="CFGenModel keywords, as JSON"
     )
+    parser.add_argument(
+        "--train-kwargs", type=json.loads, default={}, help="CFGenModel.train keywords, as JSON"
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     seed = args.seed
@@ -85,7 +92,7 @@ def main() -> None:
         scvi.settings.seed = seed
         model = scvi_cfgen.CFGenModel(train, **args.model_kwargs)
         start = time.perf_counter()
-        model.train(enable_progress_bar=False)
+        model.train(enable_progress_bar=False, **args.train_kwargs)
         print(f"trained in {time.perf_counter() - start:.0f} s", flush=True)
         model.save(args.out / "model", overwrite=True)
     for stage in ("autoencoder", "flow"):
@@ -138,6 +145,13 @@ def main() -> None:
     }
     training_partner = np.array([rng.choice(train_labels_index[lab]) for lab in labels])
 
+    gaussian_latents = np.empty_like(flow_latents)
+    for lab in np.unique(labels):
+        where = np.flatnonzero(labels == lab)
+        pool = z_train[train_labels_index[lab]]
+        covariance = LedoitWolf().fit(pool).covariance_ if len(pool) > 1 else np.eye(pool.shape[1])
+        gaussian_latents[where] = rng.multivariate_normal(pool.mean(0), covariance, len(where))
+
     sets = {
         "generated": generated,
         "reconstructed": decode(model, z_test, observed, labels, seed, train),
@@ -147,6 +161,9 @@ def main() -> None:
         ),
         "training latents, observed library": decode(
             model, z_train[training_partner], shuffled_observed, labels, seed, train
+        ),
+        "per-type Gaussian latents, observed library": decode(
+            model, gaussian_latents, shuffled_observed, labels, seed, train
         ),
     }
     tables = []
@@ -174,6 +191,15 @@ def main() -> None:
                 "label": lab,
                 "c2st generated latents": metrics.c2st_auc(z_test[in_test], flow_latents[in_test]),
                 "c2st training latents": metrics.c2st_auc(z_test[in_test], z_train[same_size]),
+                "c2st Gaussian latents": metrics.c2st_auc(
+                    z_test[in_test], gaussian_latents[in_test]
+                ),
+                "spread generated / training": float(
+                    np.trace(np.cov(flow_latents[in_test].T)) / np.trace(np.cov(z_train[pool].T))
+                ),
+                "spread test / training": float(
+                    np.trace(np.cov(z_test[in_test].T)) / np.trace(np.cov(z_train[pool].T))
+                ),
             }
         )
     latent = pd.DataFrame(rows)
