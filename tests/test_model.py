@@ -189,7 +189,7 @@ def test_law_and_dropout_choices_survive_save_and_load(marker_adata, tmp_path):
     kwargs = {"n_cells": 50, "seed": 2, "solver": "euler", "n_steps": 4}
     assert (loaded.generate(**kwargs).X != model.generate(**kwargs).X).nnz == 0
     settings = {k: v for k, v in TINY.items() if k != "n_latent"}
-    for latent, expected in (("bottleneck", [0.1]), ("genes", [])):
+    for latent, expected in (("bottleneck", [0.3]), ("genes", [])):  # 240 cells
         encoder = CFGenModel(marker_adata, latent=latent, **settings).module.autoencoder.encoder
         assert [m.p for m in encoder.body if isinstance(m, torch.nn.Dropout)] == expected
 
@@ -461,6 +461,24 @@ def test_default_latent_size_gives_each_dimension_ten_cells(n_cells, expected):
     CFGenModel.setup_anndata(adata, categorical_covariate_keys=["cell_type"])
     assert CFGenModel(adata).module.n_latent == expected
     assert CFGenModel(adata, n_latent=7).module.n_latent == 7
+
+
+@pytest.mark.parametrize(
+    ("n_cells", "expected"),
+    [(None, 0.1), (120, 0.3), (500, 0.3), (707, 0.2), (999, 0.1), (1000, 0.1), (10**6, 0.1)],
+)
+def test_default_dropout_falls_from_small_to_large_data(n_cells, expected):
+    from scvi_cfgen.model._latent_mode import default_dropout_rate
+
+    assert default_dropout_rate(n_cells) == pytest.approx(expected, abs=1e-3)
+
+
+def test_default_dropout_falls_steadily_with_the_number_of_cells():
+    from scvi_cfgen.model._latent_mode import default_dropout_rate
+
+    rates = [default_dropout_rate(n) for n in range(400, 1200, 20)]
+    assert all(later <= earlier for earlier, later in zip(rates, rates[1:], strict=False))
+    assert max(abs(b - a) for a, b in zip(rates, rates[1:], strict=False)) < 0.03
 
 
 def test_default_latent_size_is_kept_by_a_saved_model(tmp_path):
