@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from generalisation import CASES, load_case
+from generalisation import CASES, EXTRA_CASES, load_case
 from quality import LABEL, NegativeBinomialSimulator, as_counts, split
 from sklearn.covariance import LedoitWolf
 
@@ -67,7 +67,7 @@ def decode(model, z: np.ndarray, library: np.ndarray, labels, seed: int, like):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--case", default="pbmc3k", choices=CASES)
+    parser.add_argument("--case", default="pbmc3k", choices=CASES + EXTRA_CASES)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--model", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=Path("benchmark_output/quality_diagnostics"))
