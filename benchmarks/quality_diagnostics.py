@@ -148,9 +148,15 @@ def main() -> None:
     gaussian_latents = np.empty_like(flow_latents)
     for lab in np.unique(labels):
         where = np.flatnonzero(labels == lab)
-        pool = z_train[train_labels_index[lab]]
-        covariance = LedoitWolf().fit(pool).covariance_ if len(pool) > 1 else np.eye(pool.shape[1])
-        gaussian_latents[where] = rng.multivariate_normal(pool.mean(0), covariance, len(where))
+        type_latents = z_train[train_labels_index[lab]]
+        covariance = (
+            LedoitWolf().fit(type_latents).covariance_
+            if len(type_latents) > 1
+            else np.eye(type_latents.shape[1])
+        )
+        gaussian_latents[where] = rng.multivariate_normal(
+            type_latents.mean(0), covariance, len(where)
+        )
 
     sets = {
         "generated": generated,
@@ -186,6 +192,7 @@ def main() -> None:
             continue
         pool = np.flatnonzero(train_labels == lab)
         same_size = rng.choice(pool, size=min(in_test.sum(), len(pool)), replace=False)
+        training_spread = np.trace(np.cov(z_train[pool].T))
         rows.append(
             {
                 "label": lab,
@@ -195,10 +202,10 @@ def main() -> None:
                     z_test[in_test], gaussian_latents[in_test]
                 ),
                 "spread generated / training": float(
-                    np.trace(np.cov(flow_latents[in_test].T)) / np.trace(np.cov(z_train[pool].T))
+                    np.trace(np.cov(flow_latents[in_test].T)) / training_spread
                 ),
                 "spread test / training": float(
-                    np.trace(np.cov(z_test[in_test].T)) / np.trace(np.cov(z_train[pool].T))
+                    np.trace(np.cov(z_test[in_test].T)) / training_spread
                 ),
             }
         )
