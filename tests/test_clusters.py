@@ -206,7 +206,7 @@ def test_mudata_models_cluster_their_shared_latent():
     scvi.settings.seed = 0
     mdata = small_multiome(n_cells=300)
     CFGenModel.setup_mudata(mdata, modalities=MULTIOME)
-    # after 10 epochs the 300-cell default dropout (0.3) split one type in two (ARI 0.86)
+    # after 10 epochs the 300-cell default dropout (0.3 then) split one type in two (ARI 0.86)
     model = CFGenModel(mdata, **TINY_MULTIOME, cluster_resolution=0.5, dropout_rate=0.1)
     model.train(max_epochs={"autoencoder": 10, "flow": 2}, **{**QUICK, "batch_size": 64})
     clusters = model.get_clusters()

@@ -189,7 +189,7 @@ def test_law_and_dropout_choices_survive_save_and_load(marker_adata, tmp_path):
     kwargs = {"n_cells": 50, "seed": 2, "solver": "euler", "n_steps": 4}
     assert (loaded.generate(**kwargs).X != model.generate(**kwargs).X).nnz == 0
     settings = {k: v for k, v in TINY.items() if k != "n_latent"}
-    for latent, expected in (("bottleneck", [0.3]), ("genes", [])):  # 240 cells
+    for latent, expected in (("bottleneck", [0.5]), ("genes", [])):  # 240 cells
         encoder = CFGenModel(marker_adata, latent=latent, **settings).module.autoencoder.encoder
         assert [m.p for m in encoder.body if isinstance(m, torch.nn.Dropout)] == expected
 
@@ -465,20 +465,62 @@ def test_default_latent_size_gives_each_dimension_ten_cells(n_cells, expected):
 
 @pytest.mark.parametrize(
     ("n_cells", "expected"),
-    [(None, 0.1), (120, 0.3), (500, 0.3), (707, 0.2), (999, 0.1), (1000, 0.1), (10**6, 0.1)],
+    [(None, 0.1), (120, 0.5), (500, 0.5), (707, 0.3), (999, 0.101), (1000, 0.1), (10**6, 0.1)],
 )
 def test_default_dropout_falls_from_small_to_large_data(n_cells, expected):
-    from scvi_cfgen.model._latent_mode import default_dropout_rate
+    from scvi_cfgen.model._size_defaults import default_dropout_rate
 
     assert default_dropout_rate(n_cells) == pytest.approx(expected, abs=1e-3)
 
 
 def test_default_dropout_falls_steadily_with_the_number_of_cells():
-    from scvi_cfgen.model._latent_mode import default_dropout_rate
+    from scvi_cfgen.model._size_defaults import default_dropout_rate
 
     rates = [default_dropout_rate(n) for n in range(400, 1200, 20)]
     assert all(later <= earlier for earlier, later in zip(rates, rates[1:], strict=False))
     assert max(abs(b - a) for a, b in zip(rates, rates[1:], strict=False)) < 0.03
+
+
+@pytest.mark.parametrize(
+    ("n_cells", "expected"),
+    [(None, (512, 256)), (120, (256, 128)), (500, (256, 128)), (707, (362, 181))]
+    + [(1000, (512, 256)), (10**6, (512, 256))],
+)
+def test_default_hidden_sizes_grow_from_small_to_large_data(n_cells, expected):
+    from scvi_cfgen.model._size_defaults import default_hidden_sizes
+
+    assert default_hidden_sizes(n_cells) == expected
+
+
+def test_default_hidden_sizes_grow_steadily_with_the_number_of_cells():
+    from scvi_cfgen.model._size_defaults import default_hidden_sizes
+
+    widths = [default_hidden_sizes(n)[0] for n in range(400, 1200, 20)]
+    assert all(later >= earlier for earlier, later in zip(widths, widths[1:], strict=False))
+    assert max(b - a for a, b in zip(widths, widths[1:], strict=False)) < 20
+
+
+def _linear_widths(module: torch.nn.Module) -> list[int]:
+    return [m.out_features for m in module.modules() if isinstance(m, torch.nn.Linear)]
+
+
+def test_default_hidden_sizes_build_the_autoencoder_and_are_kept_by_a_saved_model(tmp_path):
+    small = make_marker_counts(n_cells=120, n_genes=20)
+    CFGenModel.setup_anndata(small, categorical_covariate_keys=["cell_type"])
+    model = CFGenModel(small, flow_hidden_dim=16)
+    n_latent = model.module.n_latent
+    assert _linear_widths(model.module.autoencoder.encoder) == [256, 128, n_latent]
+    assert _linear_widths(model.module.autoencoder.decoder) == [128, 256, 20]
+    assert "encoder (256, 128) (dropout 0.5)" in model._model_summary_string
+    explicit = CFGenModel(small, n_hidden=(32,), flow_hidden_dim=16)
+    assert _linear_widths(explicit.module.autoencoder.encoder) == [32, n_latent]
+    cellflow = CFGenModel(small, latent="genes", flow_hidden_dim=16)
+    assert _linear_widths(cellflow.module.autoencoder.encoder)[:2] == [512, 256]
+    model.train(max_epochs=1, enable_progress_bar=False)
+    model.save(tmp_path / "model")
+    large = make_marker_counts(n_cells=1200, n_genes=20)
+    loaded = CFGenModel.load(tmp_path / "model", adata=large)
+    assert _linear_widths(loaded.module.autoencoder.encoder) == [256, 128, n_latent]
 
 
 def test_default_latent_size_is_kept_by_a_saved_model(tmp_path):

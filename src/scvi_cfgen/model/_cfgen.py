@@ -22,13 +22,14 @@ from ._clusters import CLUSTER_KEY, ClustersMixin, check_cluster_settings
 from ._datamodule import model_registry
 from ._feature_alignment import AlignedLoader, feature_orders
 from ._generation import GenerationMixin
-from ._latent_mode import default_dropout_rate, latent_settings
+from ._latent_mode import latent_settings
 from ._multimodal import feature_names, registered_modalities
 from ._realism import RealismFilterMixin
 from ._registered_data import RegisteredDataMixin
 from ._safe_load import check_model_directory
 from ._scvi_compat import ScviCompatMixin
 from ._setup import SetupMixin
+from ._size_defaults import LARGE_DATA_HIDDEN, default_dropout_rate, default_hidden_sizes
 from ._training import TrainingMixin
 from ._transfer import TransferMixin
 
@@ -73,11 +74,15 @@ class CFGenModel(
         per 10 registered cells below 500 cells (at least 10), so that the flow has enough
         cells per dimension. Not used with ``latent="genes"``, where it is the number of genes.
     n_hidden
-        Encoder hidden sizes; the decoder mirrors them (paper: ``(512, 256)``). With
-        ``latent="genes"`` the encoder goes down through these sizes and back up.
+        RNA encoder hidden sizes; the decoder mirrors them. Default with the bottleneck latent:
+        the paper's ``(512, 256)`` from 1,000 registered cells on, ``(256, 128)`` up to 500
+        cells, in proportion to the cells between: a smaller autoencoder memorises a few
+        hundred training cells less (see the benchmarks page, generalisation suite). With
+        ``latent="genes"`` (default ``(512, 256)``) the encoder goes down through these sizes
+        and back up.
     dropout_rate
         Dropout probability after each hidden layer of the encoder in training (scVI's
-        ``dropout_rate``). Default with the bottleneck latent: 0.3 on up to 500 registered
+        ``dropout_rate``). Default with the bottleneck latent: 0.5 on up to 500 registered
         cells, falling linearly in ``log(cells)`` to scVI's 0.1 from 1,000 cells on. It keeps
         the encoder from memorising its training cells (their latents, which the flow learns,
         then look like unseen cells'), which matters the more the fewer the cells (see the
@@ -190,7 +195,7 @@ class CFGenModel(
         adata: ad.AnnData | None = None,
         registry: dict | None = None,
         n_latent: int | None = None,
-        n_hidden: Sequence[int] = (512, 256),
+        n_hidden: Sequence[int] | None = None,
         dropout_rate: float | None = None,
         dispersion: Literal["gene", "gene-covariate"] = "gene",
         dispersion_covariate: str | None = None,
@@ -242,6 +247,8 @@ class CFGenModel(
         n_cells = self.summary_stats.get("n_cells") if self.adata is not None else None
         if dropout_rate is None:
             dropout_rate = 0.0 if latent == "genes" else default_dropout_rate(n_cells)
+        if n_hidden is None:
+            n_hidden = LARGE_DATA_HIDDEN if latent == "genes" else default_hidden_sizes(n_cells)
         n_latent, coupling = latent_settings(latent, n_latent, coupling, n_genes, n_peaks, n_cells)
         if dispersion not in ("gene", "gene-covariate"):
             raise ValueError(
