@@ -483,8 +483,8 @@ def test_default_dropout_falls_steadily_with_the_number_of_cells():
 
 @pytest.mark.parametrize(
     ("n_cells", "expected"),
-    [(None, (512, 256)), (120, (256, 128)), (500, (256, 128)), (707, (362, 181))]
-    + [(1000, (512, 256)), (10**6, (512, 256))],
+    [(None, (512, 256)), (120, (256, 128)), (1000, (256, 128)), (2000, (256, 128))]
+    + [(6325, (362, 181)), (20_000, (512, 256)), (10**6, (512, 256))],
 )
 def test_default_hidden_sizes_grow_from_small_to_large_data(n_cells, expected):
     from scvi_cfgen.model._size_defaults import default_hidden_sizes
@@ -495,7 +495,7 @@ def test_default_hidden_sizes_grow_from_small_to_large_data(n_cells, expected):
 def test_default_hidden_sizes_grow_steadily_with_the_number_of_cells():
     from scvi_cfgen.model._size_defaults import default_hidden_sizes
 
-    widths = [default_hidden_sizes(n)[0] for n in range(400, 1200, 20)]
+    widths = [default_hidden_sizes(n)[0] for n in range(1_500, 25_000, 250)]
     assert all(later >= earlier for earlier, later in zip(widths, widths[1:], strict=False))
     assert max(b - a for a, b in zip(widths, widths[1:], strict=False)) < 20
 
@@ -518,7 +518,7 @@ def test_default_hidden_sizes_build_the_autoencoder_and_are_kept_by_a_saved_mode
     assert _linear_widths(cellflow.module.autoencoder.encoder)[:2] == [512, 256]
     model.train(max_epochs=1, enable_progress_bar=False)
     model.save(tmp_path / "model")
-    large = make_marker_counts(n_cells=1200, n_genes=20)
+    large = make_marker_counts(n_cells=25_000, n_genes=20)
     loaded = CFGenModel.load(tmp_path / "model", adata=large)
     assert _linear_widths(loaded.module.autoencoder.encoder) == [256, 128, n_latent]
 
