@@ -14,7 +14,8 @@ import math
 MAX_DEFAULT_LATENT = 50
 MIN_DEFAULT_LATENT = 10
 CELLS_PER_LATENT_DIMENSION = 10
-LARGE_DATA_CELLS, SMALL_DATA_CELLS = 1_000, 500
+#: Encoder dropout: the strong one measured best up to 500 cells, scVI's from 1,000.
+LARGE_DROPOUT_CELLS, SMALL_DROPOUT_CELLS = 1_000, 500
 #: Encoder widths: the narrow one measured best up to ~2,000 cells (the suite's largest cases),
 #: the paper's on its data sets of 18,000 cells and more.
 LARGE_WIDTH_CELLS, SMALL_WIDTH_CELLS = 20_000, 2_000
@@ -24,9 +25,7 @@ LARGE_DATA_DROPOUT, SMALL_DATA_DROPOUT = 0.1, 0.5
 LARGE_DATA_HIDDEN, SMALL_DATA_HIDDEN = (512, 256), (256, 128)
 
 
-def small_to_large(
-    n_cells: int | None, small: int = SMALL_DATA_CELLS, large: int = LARGE_DATA_CELLS
-) -> float:
+def small_to_large(n_cells: int | None, small: int, large: int) -> float:
     """Where ``n_cells`` lies between two regimes: 0 up to ``small`` cells, 1 from ``large``.
 
     Linear in ``log(n_cells)`` between; ``None`` (cells not known, e.g. a data module): 1.
@@ -62,7 +61,7 @@ def default_dropout_rate(n_cells: int | None) -> float:
     Between 500 and 1,000 cells the rate falls linearly in ``log(n_cells)``. ``None`` (cells
     not known): 0.1.
     """
-    position = small_to_large(n_cells)
+    position = small_to_large(n_cells, SMALL_DROPOUT_CELLS, LARGE_DROPOUT_CELLS)
     return round(SMALL_DATA_DROPOUT + position * (LARGE_DATA_DROPOUT - SMALL_DATA_DROPOUT), 3)
 
 
