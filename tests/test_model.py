@@ -465,7 +465,17 @@ def test_default_latent_size_gives_each_dimension_ten_cells(n_cells, expected):
 
 @pytest.mark.parametrize(
     ("n_cells", "expected"),
-    [(None, 0.1), (120, 0.5), (500, 0.5), (707, 0.3), (999, 0.101), (1000, 0.1), (10**6, 0.1)],
+    [
+        (None, 0.1),
+        (120, 0.5),
+        (500, 0.5),
+        (707, 0.4),
+        (1000, 0.3),
+        (1414, 0.2),
+        (1999, 0.1),
+        (2000, 0.1),
+        (10**6, 0.1),
+    ],
 )
 def test_default_dropout_falls_from_small_to_large_data(n_cells, expected):
     from scvi_cfgen.model._size_defaults import default_dropout_rate
@@ -476,7 +486,7 @@ def test_default_dropout_falls_from_small_to_large_data(n_cells, expected):
 def test_default_dropout_falls_steadily_with_the_number_of_cells():
     from scvi_cfgen.model._size_defaults import default_dropout_rate
 
-    rates = [default_dropout_rate(n) for n in range(400, 1200, 20)]
+    rates = [default_dropout_rate(n) for n in range(400, 2400, 20)]
     assert all(later <= earlier for earlier, later in zip(rates, rates[1:], strict=False))
     assert max(abs(b - a) for a, b in zip(rates, rates[1:], strict=False)) < 0.03
 

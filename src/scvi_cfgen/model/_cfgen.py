@@ -83,7 +83,7 @@ class CFGenModel(
     dropout_rate
         Dropout probability after each hidden layer of the encoder in training (scVI's
         ``dropout_rate``). Default with the bottleneck latent: 0.5 on up to 500 registered
-        cells, falling linearly in ``log(cells)`` to scVI's 0.1 from 1,000 cells on. It keeps
+        cells, falling linearly in ``log(cells)`` to scVI's 0.1 from 2,000 cells on. It keeps
         the encoder from memorising its training cells (their latents, which the flow learns,
         then look like unseen cells'), which matters the more the fewer the cells (see the
         benchmarks page, generalisation suite). 0 with ``latent="genes"``, where it was not
