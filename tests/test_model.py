@@ -493,8 +493,8 @@ def test_default_dropout_falls_steadily_with_the_number_of_cells():
 
 @pytest.mark.parametrize(
     ("n_cells", "expected"),
-    [(None, (512, 256)), (120, (256, 128)), (1000, (256, 128)), (2000, (256, 128))]
-    + [(6325, (362, 181)), (20_000, (512, 256)), (10**6, (512, 256))],
+    [(None, (512, 256)), (120, (128, 64)), (500, (128, 64)), (1000, (181, 91))]
+    + [(2000, (256, 128)), (6325, (362, 181)), (20_000, (512, 256)), (10**6, (512, 256))],
 )
 def test_default_hidden_sizes_grow_from_small_to_large_data(n_cells, expected):
     from scvi_cfgen.model._size_defaults import default_hidden_sizes
@@ -505,7 +505,7 @@ def test_default_hidden_sizes_grow_from_small_to_large_data(n_cells, expected):
 def test_default_hidden_sizes_grow_steadily_with_the_number_of_cells():
     from scvi_cfgen.model._size_defaults import default_hidden_sizes
 
-    widths = [default_hidden_sizes(n)[0] for n in range(1_500, 25_000, 250)]
+    widths = [default_hidden_sizes(n)[0] for n in range(400, 25_000, 100)]
     assert all(later >= earlier for earlier, later in zip(widths, widths[1:], strict=False))
     assert max(b - a for a, b in zip(widths, widths[1:], strict=False)) < 20
 
@@ -519,9 +519,9 @@ def test_default_hidden_sizes_build_the_autoencoder_and_are_kept_by_a_saved_mode
     CFGenModel.setup_anndata(small, categorical_covariate_keys=["cell_type"])
     model = CFGenModel(small, flow_hidden_dim=16)
     n_latent = model.module.n_latent
-    assert _linear_widths(model.module.autoencoder.encoder) == [256, 128, n_latent]
-    assert _linear_widths(model.module.autoencoder.decoder) == [128, 256, 20]
-    assert "encoder (256, 128) (dropout 0.5)" in model._model_summary_string
+    assert _linear_widths(model.module.autoencoder.encoder) == [128, 64, n_latent]
+    assert _linear_widths(model.module.autoencoder.decoder) == [64, 128, 20]
+    assert "encoder (128, 64) (dropout 0.5)" in model._model_summary_string
     explicit = CFGenModel(small, n_hidden=(32,), flow_hidden_dim=16)
     assert _linear_widths(explicit.module.autoencoder.encoder) == [32, n_latent]
     cellflow = CFGenModel(small, latent="genes", flow_hidden_dim=16)
@@ -530,7 +530,7 @@ def test_default_hidden_sizes_build_the_autoencoder_and_are_kept_by_a_saved_mode
     model.save(tmp_path / "model")
     large = make_marker_counts(n_cells=25_000, n_genes=20)
     loaded = CFGenModel.load(tmp_path / "model", adata=large)
-    assert _linear_widths(loaded.module.autoencoder.encoder) == [256, 128, n_latent]
+    assert _linear_widths(loaded.module.autoencoder.encoder) == [128, 64, n_latent]
 
 
 def test_default_latent_size_is_kept_by_a_saved_model(tmp_path):

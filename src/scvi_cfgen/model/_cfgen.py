@@ -75,11 +75,11 @@ class CFGenModel(
         cells per dimension. Not used with ``latent="genes"``, where it is the number of genes.
     n_hidden
         RNA encoder hidden sizes; the decoder mirrors them. Default with the bottleneck latent:
-        ``(256, 128)`` up to 2,000 registered cells, the paper's ``(512, 256)`` from 20,000
-        cells on, growing geometrically in ``log(cells)`` between: on a few hundred to two
-        thousand cells the narrower autoencoder memorises its training cells less (see the
-        benchmarks page, generalisation suite). With ``latent="genes"`` (default
-        ``(512, 256)``) the encoder goes down through these sizes and back up.
+        ``(128, 64)`` up to 500 registered cells, ``(256, 128)`` at 2,000 and the paper's
+        ``(512, 256)`` from 20,000 cells on, growing geometrically in ``log(cells)`` between:
+        on a few hundred to two thousand cells the narrower autoencoder memorises its training
+        cells less (see the benchmarks page, generalisation suite). With ``latent="genes"``
+        (default ``(512, 256)``) the encoder goes down through these sizes and back up.
     dropout_rate
         Dropout probability after each hidden layer of the encoder in training (scVI's
         ``dropout_rate``). Default with the bottleneck latent: 0.5 on up to 500 registered

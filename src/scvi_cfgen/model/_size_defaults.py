@@ -3,13 +3,14 @@
 An autoencoder of a few million weights memorises a few hundred training cells: it spreads them
 over the latent far more widely than it places cells it has not seen, and the flow then learns
 that spread (see the benchmarks page, small data). These defaults give small data a smaller,
-more regularised autoencoder. Each moves between two regimes with evidence behind them,
-changing steadily in ``log(cells)`` between.
+more regularised autoencoder. Each moves between regimes with evidence behind them, changing
+steadily in ``log(cells)`` between.
 """
 
 from __future__ import annotations
 
 import math
+from itertools import pairwise
 
 MAX_DEFAULT_LATENT = 50
 MIN_DEFAULT_LATENT = 10
@@ -17,13 +18,14 @@ CELLS_PER_LATENT_DIMENSION = 10
 #: Encoder dropout: the strong one measured best up to 500 cells, scVI's from 2,000 (where the
 #: narrow encoder's range ends).
 LARGE_DROPOUT_CELLS, SMALL_DROPOUT_CELLS = 2_000, 500
-#: Encoder widths: the narrow one measured best up to ~2,000 cells (the suite's largest cases),
-#: the paper's on its data sets of 18,000 cells and more.
-LARGE_WIDTH_CELLS, SMALL_WIDTH_CELLS = 20_000, 2_000
 #: Encoder dropout on large data (scVI's) and on small data.
 LARGE_DATA_DROPOUT, SMALL_DATA_DROPOUT = 0.1, 0.5
-#: Hidden layer sizes of the RNA encoder (mirrored by the decoder) on large and small data.
-LARGE_DATA_HIDDEN, SMALL_DATA_HIDDEN = (512, 256), (256, 128)
+#: Hidden layer sizes of the RNA encoder (mirrored by the decoder) on large data: the paper's,
+#: on its data sets of 18,000 cells and more.
+LARGE_DATA_HIDDEN = (512, 256)
+#: (registered cells, encoder hidden sizes) where the width rule is anchored: the narrowest
+#: measured best up to 500 cells, the middle one on 960-2,110 cells, the paper's from 20,000.
+WIDTH_ANCHORS = ((500, (128, 64)), (2_000, (256, 128)), (20_000, LARGE_DATA_HIDDEN))
 
 
 def small_to_large(n_cells: int | None, small: int, large: int) -> float:
@@ -68,16 +70,22 @@ def default_dropout_rate(n_cells: int | None) -> float:
 
 
 def default_hidden_sizes(n_cells: int | None) -> tuple[int, ...]:
-    """The RNA encoder's hidden sizes when the user gives none: (256, 128) up to 2,000 cells.
+    """The RNA encoder's hidden sizes when the user gives none: (128, 64) up to 500 cells.
 
-    From 20,000 cells (and when the cells are not known) the paper's (512, 256), the size it
-    used on its data sets of 18,000 cells and more; between, every layer grows geometrically
-    with ``log(n_cells)``. On the generalisation suite (160-2,110 registered cells) halving
-    the widths lowered W2 on every case, with zeros per cell and the log-variance error on
-    most; c2st was lower on all but the synthetic case (+0.02 there). See the benchmarks page.
+    (256, 128) at 2,000 cells and the paper's (512, 256) from 20,000 cells on (and when the
+    cells are not known), the size it used on its data sets of 18,000 cells and more; between
+    two anchors of :data:`WIDTH_ANCHORS` every layer grows geometrically with ``log(n_cells)``
+    (e.g. (177, 89) at 960 cells, (362, 181) at 6,325). On the generalisation suite halving
+    the paper's widths lowered W2 on every case of 160-2,110 registered cells, and halving
+    them again lowered W2 on every case of 160-480 cells, with c2st lower on two of the three.
+    See the benchmarks page.
     """
-    position = small_to_large(n_cells, SMALL_WIDTH_CELLS, LARGE_WIDTH_CELLS)
-    return tuple(
-        int(round(small * (large / small) ** position))
-        for small, large in zip(SMALL_DATA_HIDDEN, LARGE_DATA_HIDDEN, strict=True)
-    )
+    if n_cells is None:
+        return WIDTH_ANCHORS[-1][1]
+    for (small_cells, small), (large_cells, large) in pairwise(WIDTH_ANCHORS):
+        if n_cells < large_cells:
+            position = small_to_large(n_cells, small_cells, large_cells)
+            return tuple(
+                int(round(a * (b / a) ** position)) for a, b in zip(small, large, strict=True)
+            )
+    return WIDTH_ANCHORS[-1][1]
