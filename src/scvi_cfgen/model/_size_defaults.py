@@ -86,6 +86,7 @@ def default_hidden_sizes(n_cells: int | None) -> tuple[int, ...]:
         if n_cells < large_cells:
             position = small_to_large(n_cells, small_cells, large_cells)
             return tuple(
-                int(round(a * (b / a) ** position)) for a, b in zip(small, large, strict=True)
+                int(round(narrow * (wide / narrow) ** position))
+                for narrow, wide in zip(small, large, strict=True)
             )
     return WIDTH_ANCHORS[-1][1]
