@@ -150,10 +150,9 @@ def train_cfgen(train: md.MuData, args) -> scvi_cfgen.CFGenModel:
         modalities={"rna_layer": "rna", "atac_layer": "atac"},
     )
     model = scvi_cfgen.CFGenModel(train)
-    model.train(
-        max_epochs={"autoencoder": args.max_epochs_autoencoder, "flow": args.max_epochs_flow},
-        enable_progress_bar=False,
-    )
+    caps = {"autoencoder": args.max_epochs_autoencoder, "flow": args.max_epochs_flow}
+    caps = {stage: cap for stage, cap in caps.items() if cap is not None}
+    model.train(max_epochs=caps or None, enable_progress_bar=False)
     return model
 
 
@@ -227,8 +226,9 @@ def main() -> None:
     parser.add_argument("--label-key", default="cell_type")
     parser.add_argument("--max-genes", type=int, default=2000)
     parser.add_argument("--max-peaks", type=int, default=20000)
-    parser.add_argument("--max-epochs-autoencoder", type=int, default=100)
-    parser.add_argument("--max-epochs-flow", type=int, default=400)
+    # CFGen's caps; by default its own budgets (optimiser steps, early stopping) decide.
+    parser.add_argument("--max-epochs-autoencoder", type=int, default=None)
+    parser.add_argument("--max-epochs-flow", type=int, default=None)
     parser.add_argument("--max-epochs-multivi", type=int, default=300)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="tiny run (smoke test)")
