@@ -150,9 +150,10 @@ def train_cfgen(train: md.MuData, args) -> scvi_cfgen.CFGenModel:
         modalities={"rna_layer": "rna", "atac_layer": "atac"},
     )
     model = scvi_cfgen.CFGenModel(train)
-    caps = {"autoencoder": args.max_epochs_autoencoder, "flow": args.max_epochs_flow}
-    caps = {stage: cap for stage, cap in caps.items() if cap is not None}
-    model.train(max_epochs=caps or None, enable_progress_bar=False)
+    model.train(
+        max_epochs={"autoencoder": args.max_epochs_autoencoder, "flow": args.max_epochs_flow},
+        enable_progress_bar=False,
+    )
     return model
 
 
@@ -226,7 +227,7 @@ def main() -> None:
     parser.add_argument("--label-key", default="cell_type")
     parser.add_argument("--max-genes", type=int, default=2000)
     parser.add_argument("--max-peaks", type=int, default=20000)
-    # CFGen's caps; by default its own budgets (optimiser steps, early stopping) decide.
+    # CFGen's caps; None leaves the stage to the package's budget (optimiser steps, early stop).
     parser.add_argument("--max-epochs-autoencoder", type=int, default=None)
     parser.add_argument("--max-epochs-flow", type=int, default=None)
     parser.add_argument("--max-epochs-multivi", type=int, default=300)
