@@ -37,9 +37,9 @@ Leiden clusters (``ClusterCFGenGenerator``: the cells of each label are generate
 label's clusters at their training shares), e.g. ``--variant clusters --model-kwargs
 '{"cluster_resolution": 1.0}'``.
 
-``--paired-law`` also scores each trained CFGen model with the other size-factor law (rows
-``... empirical`` or ``... lognormal``): the same model and latents, only the law of the
-generated cells' total counts differs.
+``--paired-law [LAW ...]`` also scores each trained CFGen model with other size-factor laws
+(rows ``CFGen <law>``; bare, the other of ``empirical`` and ``lognormal``): the same model and
+latents, only the law of the generated cells' total counts differs.
 """
 
 from __future__ import annotations
@@ -64,6 +64,7 @@ from quality import GENERATORS, split
 
 import scvi_cfgen
 from scvi_cfgen import metrics
+from scvi_cfgen.module._data_statistics import SIZE_FACTOR_LAWS
 
 LABEL = "cell_type"
 CASES = ("pbmc3k", "pbmc600", "shallow", "synthetic", "guidance200", "pbmc250")
@@ -315,9 +316,12 @@ def append(frame: pd.DataFrame, path: Path) -> None:
     frame.to_csv(path, index=False)
 
 
-def other_law(model) -> str:
-    """The size-factor law the model does not use (both are fitted)."""
-    return "lognormal" if model.module.statistics.size_factor_law == "empirical" else "empirical"
+def paired_laws(model, laws: list[str]) -> list[str]:
+    """The laws to score besides the model's own (all are fitted); none given: the other one."""
+    own = model.module.statistics.size_factor_law
+    if not laws:
+        return ["lognormal" if own == "empirical" else "empirical"]
+    return [law for law in laws if law != own]
 
 
 @contextmanager
@@ -341,7 +345,7 @@ def run_case(
     model_kwargs: dict | None = None,
     train_kwargs: dict | None = None,
     generate_kwargs: dict | None = None,
-    paired_law: bool = False,
+    paired_law: list[str] | None = None,
 ) -> None:
     adata = load_case(name)
     attributes = [LABEL, "batch"] if name == "guidance200" else [LABEL]
@@ -358,9 +362,13 @@ def run_case(
                 generator.name = f"CFGen[{variant}]"
             paired = "keep_fraction" in (generate_kwargs or {}) and key == "cfgen"
             wanted = [generator.name] + ([f"{generator.name} unfiltered"] if paired else [])
-            law_row = paired_law and key == "cfgen"
-            law_rows = {f"{generator.name} {law}" for law in ("empirical", "lognormal")}
-            law_done = not law_row or any((name, seed, row) in finished for row in law_rows)
+            law_row = paired_law is not None and key == "cfgen"
+            law_rows = [f"{generator.name} {law}" for law in paired_law or SIZE_FACTOR_LAWS]
+            law_done = not law_row or (
+                all((name, seed, row) in finished for row in law_rows)
+                if paired_law
+                else any((name, seed, row) in finished for row in law_rows)
+            )
             if law_done and all((name, seed, row) in finished for row in wanted):
                 continue
             start = time.perf_counter()
@@ -383,8 +391,7 @@ def run_case(
                     outputs.append((wanted[1], generator.generate(labels, seed)))
                 finally:
                     generator.generate_kwargs = filtered_kwargs
-            if law_row:
-                law = other_law(generator.model)
+            for law in paired_laws(generator.model, paired_law) if law_row else []:
                 with size_factor_law(generator.model, law):
                     outputs.append((f"{generator.name} {law}", generator.generate(labels, seed)))
             model_extra = {}  # properties of the trained model, shared by its outputs
@@ -545,8 +552,11 @@ def main() -> None:
     )
     parser.add_argument(
         "--paired-law",
-        action="store_true",
-        help="also score each CFGen model with the other size-factor law",
+        nargs="*",
+        default=None,
+        choices=SIZE_FACTOR_LAWS,
+        help="also score each CFGen model with these size-factor laws (bare: the other of "
+        "empirical and lognormal)",
     )
     args = parser.parse_args()
     if (args.model_kwargs or args.train_kwargs or args.generate_kwargs) and not args.variant:
@@ -563,7 +573,7 @@ def main() -> None:
             f"{name} {law}"
             for name in names
             if name.startswith("CFGen")
-            for law in ("lognormal", "empirical")
+            for law in SIZE_FACTOR_LAWS
         }
     for file in ("scores.csv", "runs.csv"):
         path = args.out / file

@@ -408,6 +408,37 @@ def test_empirical_size_factor_law_keeps_a_heavy_left_tail():
     assert torch.equal(lognormal.sample_log_library(draw_groups, 40000), from_empirical)
 
 
+def test_truncated_lognormal_law_stays_in_the_training_range():
+    generator = torch.Generator().manual_seed(0)
+    common = torch.randn(500, generator=generator) * 0.3 + 7.0
+    rare = torch.randn(20, generator=generator) * 0.6 + 8.0  # wide law, few cells
+    log_library = torch.cat([common, rare]).double()
+    groups = torch.tensor([0] * 500 + [1] * 20)
+    lognormal = DataStatistics(1, 2, 2, size_factor_law="lognormal")
+    truncated = DataStatistics(1, 2, 2, size_factor_law="truncated_lognormal")
+    for stats in (lognormal, truncated):
+        stats.fit_attributes_and_sizes(groups[:, None], log_library, groups)
+    assert truncated.fitted_size_factor_law == "truncated_lognormal"
+    low, high = log_library.min().item(), log_library.max().item()
+    draw_groups = torch.tensor([0] * 20000 + [1] * 20000)
+    torch.manual_seed(0)
+    untruncated = lognormal.sample_log_library(draw_groups, 40000)
+    torch.manual_seed(0)
+    draws = truncated.sample_log_library(draw_groups, 40000)
+    assert ((untruncated < low) | (untruncated > high)).float().mean() > 0.005
+    assert draws.min() >= low - 1e-5
+    assert draws.max() <= high + 1e-5
+    # no mass piled on the bounds: inversion, not clipping
+    assert (draws >= high - 1e-3).float().mean() < 1e-3
+    # inside the range the law is the log-normal's: the common category is barely touched
+    assert abs(draws[:20000].mean().item() - lognormal.log_library_mean[0].item()) < 0.01
+    assert abs(draws[:20000].std().item() - lognormal.log_library_std[0].item()) < 0.01
+    # the rare, wide category loses its upper tail beyond the largest training cell
+    assert draws[20000:].mean() < untruncated[20000:].mean()
+    with pytest.raises(ValueError, match="size_factor_law"):
+        DataStatistics(1, 2, 2, size_factor_law="gamma")
+
+
 def test_empirical_size_factor_law_for_absent_and_single_cell_categories():
     stats = DataStatistics(1, 3, 2, size_factor_law="empirical")
     log_library = torch.tensor([5.0, 6.0, 7.0, 9.0]).double()

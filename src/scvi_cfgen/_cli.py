@@ -259,10 +259,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument(
         "--size-factor-law",
-        choices=["lognormal", "empirical"],
+        choices=["lognormal", "truncated_lognormal", "empirical"],
         default="lognormal",
-        help="law of generated cells' total counts per category: the paper's log-normal, or "
-        "the training cells' empirical depths",
+        help="law of generated cells' total counts per category: the paper's log-normal, the "
+        "same restricted to the training range, or the training cells' empirical depths",
     )
     train.add_argument("--max-epochs-autoencoder", type=int, default=None)
     train.add_argument("--max-epochs-flow", type=int, default=None)

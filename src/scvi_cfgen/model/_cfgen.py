@@ -101,10 +101,12 @@ class CFGenModel(
     size_factor_law
         How generated cells' size factors are drawn: ``"lognormal"`` (default, the paper's)
         from a log-normal law with the category's mean and standard deviation;
+        ``"truncated_lognormal"`` from the same law restricted to the training cells' range
+        of log total counts (the range the flow and decoder were trained on);
         ``"empirical"`` from the training cells' own distribution of log total counts in the
         category (its quantile function, interpolated), which keeps skewed depths and heavy
         left tails but also the sampling noise of small categories (it does not win across
-        the generalisation suite; see the benchmarks page). Both laws are fitted, so the law
+        the generalisation suite; see the benchmarks page). All laws are fitted, so the law
         can be switched after training (``model.module.statistics.size_factor_law``; not
         saved: a loaded model draws from the law it was built with).
     flow_hidden_dim, flow_n_blocks, flow_condition_dim
@@ -201,7 +203,7 @@ class CFGenModel(
         dispersion_covariate: str | None = None,
         size_factor_covariate: str | None = _AUTO,
         condition_on_size_factor: bool = False,
-        size_factor_law: Literal["empirical", "lognormal"] = "lognormal",
+        size_factor_law: Literal["empirical", "lognormal", "truncated_lognormal"] = "lognormal",
         flow_hidden_dim: int = 512,
         flow_n_blocks: int = 3,
         flow_condition_dim: int = 128,

@@ -69,7 +69,8 @@ class CFGenModule(BaseModuleClass):
     condition_on_size_factor
         Whether the flow is also conditioned on the scaled log size factor.
     size_factor_law
-        ``"lognormal"`` (the paper's) or ``"empirical"``: see :class:`DataStatistics`.
+        ``"lognormal"`` (the paper's), ``"truncated_lognormal"`` or ``"empirical"``: see
+        :class:`DataStatistics`.
     flow_hidden_dim, flow_n_blocks, flow_condition_dim
         Velocity network width, depth and conditioning embedding size.
     p_uncond

@@ -8,7 +8,8 @@ import numpy as np
 import torch
 from torch import nn
 
-SizeFactorLaw = Literal["empirical", "lognormal"]
+SizeFactorLaw = Literal["empirical", "lognormal", "truncated_lognormal"]
+SIZE_FACTOR_LAWS: tuple[str, ...] = ("empirical", "lognormal", "truncated_lognormal")
 
 #: Probabilities at which the empirical size-factor law stores each category's quantiles.
 N_LIBRARY_QUANTILES = 1001
@@ -56,8 +57,10 @@ class DataStatistics(ResizableBufferMixin, nn.Module):
         distribution (its quantile function at :data:`N_LIBRARY_QUANTILES` probabilities,
         interpolated linearly: the training cells' own law, tails included);
         ``"lognormal"``: from a normal law with the category's mean and standard deviation
-        (the paper's). Both laws are fitted whichever is chosen, so the attribute can be
-        changed after training.
+        (the paper's); ``"truncated_lognormal"``: the same law restricted to the range of the
+        training cells' log library sizes (the range the flow's size-factor input and the
+        decoder were trained on). Every law is fitted whichever is chosen, so the attribute
+        can be changed after training.
     """
 
     _resizable_buffers = ("combinations", "combination_counts", "log_library_quantiles")
@@ -71,9 +74,9 @@ class DataStatistics(ResizableBufferMixin, nn.Module):
         size_factor_law: SizeFactorLaw = "lognormal",
     ):
         super().__init__()
-        if size_factor_law not in ("empirical", "lognormal"):
+        if size_factor_law not in SIZE_FACTOR_LAWS:
             raise ValueError(
-                f"`size_factor_law` must be 'empirical' or 'lognormal', not {size_factor_law!r}."
+                f"`size_factor_law` must be one of {SIZE_FACTOR_LAWS}, not {size_factor_law!r}."
             )
         self.size_factor_law = size_factor_law
         self.register_buffer("combinations", torch.zeros(1, n_attributes, dtype=torch.long))
@@ -179,14 +182,16 @@ class DataStatistics(ResizableBufferMixin, nn.Module):
         ``size_factor_law``, except in models saved before the empirical law existed: they have
         no quantiles and keep the log-normal law.
         """
-        fitted = self.log_library_quantiles.shape[1] > 1
-        return "empirical" if self.size_factor_law == "empirical" and fitted else "lognormal"
+        if self.size_factor_law != "empirical":
+            return self.size_factor_law
+        return "empirical" if self.log_library_quantiles.shape[1] > 1 else "lognormal"
 
     def sample_log_library(self, size_factor_codes: torch.Tensor | None, n: int) -> torch.Tensor:
-        """Draw log library sizes from each cell's category law (empirical or log-normal).
+        """Draw log library sizes from each cell's category law (:attr:`size_factor_law`).
 
         The empirical law inverts the category's piecewise-linear quantile function at a
-        uniform draw. Uses the global torch random generator.
+        uniform draw, the truncated log-normal the normal's distribution function restricted to
+        the training range. Uses the global torch random generator.
         """
         device = self.log_library_mean.device
         groups = (
@@ -201,5 +206,25 @@ class DataStatistics(ResizableBufferMixin, nn.Module):
             fraction = position - lower
             below, above = quantiles[groups, lower], quantiles[groups, lower + 1]
             return below + fraction * (above - below)
-        noise = torch.randn(n, device=device)
-        return self.log_library_mean[groups] + self.log_library_std[groups] * noise
+        mean, std = self.log_library_mean[groups], self.log_library_std[groups]
+        if self.fitted_size_factor_law == "lognormal":
+            return mean + std * torch.randn(n, device=device)
+        return truncated_normal(mean, std, self.log_library_min, self.log_library_max)
+
+
+def truncated_normal(
+    mean: torch.Tensor, std: torch.Tensor, low: torch.Tensor, high: torch.Tensor
+) -> torch.Tensor:
+    """Draws of normal laws restricted to ``[low, high]`` by inverting their distribution function.
+
+    Inversion rather than clamping: no probability piles up at the bounds. Double precision
+    keeps far tails exact; a zero standard deviation gives the mean (clipped to the range).
+    """
+    mean, std = mean.double(), std.double().clamp_min(1e-12)
+    low, high = low.double(), high.double()
+    lower = torch.special.ndtr((low - mean) / std)
+    upper = torch.special.ndtr((high - mean) / std)
+    uniform = torch.rand(mean.shape, dtype=torch.float64, device=mean.device)
+    probability = (lower + uniform * (upper - lower)).clamp(1e-15, 1 - 1e-15)
+    draws = mean + std * torch.special.ndtri(probability)
+    return torch.minimum(torch.maximum(draws, low), high).float()
