@@ -217,14 +217,17 @@ def truncated_normal(
 ) -> torch.Tensor:
     """Draws of normal laws restricted to ``[low, high]`` by inverting their distribution function.
 
-    Inversion rather than clamping: no probability piles up at the bounds. Double precision
-    keeps far tails exact; a zero standard deviation gives the mean (clipped to the range).
+    Inversion rather than clamping: no probability piles up at the bounds. The uniform draw is
+    the normal distribution function of a standard normal draw, so a seed gives nearly the same
+    values as the untruncated law wherever the bounds are far. Double precision keeps far tails
+    exact; a zero standard deviation gives the mean (clipped to the range).
     """
     mean, std = mean.double(), std.double().clamp_min(1e-12)
     low, high = low.double(), high.double()
     lower = torch.special.ndtr((low - mean) / std)
     upper = torch.special.ndtr((high - mean) / std)
-    uniform = torch.rand(mean.shape, dtype=torch.float64, device=mean.device)
+    noise = torch.randn(mean.shape, device=mean.device).double()
+    uniform = torch.special.ndtr(noise)
     probability = (lower + uniform * (upper - lower)).clamp(1e-15, 1 - 1e-15)
     draws = mean + std * torch.special.ndtri(probability)
     return torch.minimum(torch.maximum(draws, low), high).float()
