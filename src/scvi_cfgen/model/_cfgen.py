@@ -102,7 +102,8 @@ class CFGenModel(
         How generated cells' size factors are drawn: ``"lognormal"`` (default, the paper's)
         from a log-normal law with the category's mean and standard deviation;
         ``"truncated_lognormal"`` from the same law restricted to the training cells' range
-        of log total counts (the range the flow and decoder were trained on);
+        of log total counts (the range the flow and decoder were trained on; level with the
+        log-normal on the generalisation suite);
         ``"empirical"`` from the training cells' own distribution of log total counts in the
         category (its quantile function, interpolated), which keeps skewed depths and heavy
         left tails but also the sampling noise of small categories (it does not win across
