@@ -15,6 +15,7 @@ from scvi.model.base import BaseModelClass
 from scvi_cfgen._constants import ATAC, ATAC_X_KEY, RNA, X_KEY
 from scvi_cfgen._validation import validate_counts
 from scvi_cfgen.module import CFGenModule
+from scvi_cfgen.module._data_statistics import SizeFactorLaw
 
 from ._augmentation import AugmentationMixin
 from ._backed_rows import RequestedOrderLoader, needs_requested_order
@@ -204,7 +205,7 @@ class CFGenModel(
         dispersion_covariate: str | None = None,
         size_factor_covariate: str | None = _AUTO,
         condition_on_size_factor: bool = False,
-        size_factor_law: Literal["empirical", "lognormal", "truncated_lognormal"] = "lognormal",
+        size_factor_law: SizeFactorLaw = "lognormal",
         flow_hidden_dim: int = 512,
         flow_n_blocks: int = 3,
         flow_condition_dim: int = 128,

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 import torch
 from torch import nn
 
 SizeFactorLaw = Literal["empirical", "lognormal", "truncated_lognormal"]
-SIZE_FACTOR_LAWS: tuple[str, ...] = ("empirical", "lognormal", "truncated_lognormal")
+SIZE_FACTOR_LAWS: tuple[str, ...] = get_args(SizeFactorLaw)
 
 #: Probabilities at which the empirical size-factor law stores each category's quantiles.
 N_LIBRARY_QUANTILES = 1001
