@@ -13,6 +13,8 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
+from scvi_cfgen.module._data_statistics import SIZE_FACTOR_LAWS
+
 DEMO_MAX_EPOCHS_AUTOENCODER = 100
 DEMO_MAX_EPOCHS_FLOW = 400
 
@@ -259,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument(
         "--size-factor-law",
-        choices=["lognormal", "truncated_lognormal", "empirical"],
+        choices=SIZE_FACTOR_LAWS,
         default="lognormal",
         help="law of generated cells' total counts per category: the paper's log-normal, the "
         "same restricted to the training range, or the training cells' empirical depths",
